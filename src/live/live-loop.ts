@@ -1,0 +1,67 @@
+import type { Config } from '../config';
+import { errMessage } from '../ha/elector';
+import type { LeaderContext } from '../ha/role';
+import type { LeaderWorkDeps, LeaderWorkPlugin } from '../service';
+import { systemClock } from '../ha/clock';
+import { FencedStream } from './fence';
+
+/**
+ * The built-in live work: while ACTIVE, append one record (token, instance, sequence, times) to a
+ * Redis stream every interval through a fenced write. It makes leadership observable (who wrote,
+ * with which token, with what gaps) and proves the fencing: a rejected write means a newer leader
+ * exists, so this replica steps down at once.
+ */
+export function liveLeaderWork(config: Config, deps: LeaderWorkDeps): LeaderWorkPlugin | null {
+  if (!config.haEnabled || !config.live.enabled || !deps.lock) return null;
+  const stream = new FencedStream(deps.lock.client, config.live.streamKey, config.live.streamMaxLen);
+  let lastAcceptedAt: number | null = null;
+  let seq = 0;
+
+  const work = async (ctx: LeaderContext): Promise<void> => {
+    while (!ctx.signal.aborted) {
+      if (!ctx.isLeader()) return;
+      seq += 1;
+      try {
+        const r = await stream.append(ctx.token, {
+          instance: ctx.instanceId,
+          seq,
+          mono_ms: systemClock.now().toFixed(3),
+          wall_ms: Date.now(),
+        });
+        if (r.accepted) {
+          lastAcceptedAt = systemClock.now();
+          deps.instruments.liveWrite('accepted');
+        } else {
+          deps.instruments.liveWrite('rejected');
+          deps.log.warn({ token: ctx.token, highest_token: r.highestToken }, 'fenced live write rejected: a newer leader has written; stepping down');
+          ctx.resign(`fenced write rejected (token ${ctx.token} < ${r.highestToken})`);
+          return;
+        }
+      } catch (err) {
+        // Redis trouble is the elector's business: it steps down at the lease deadline.
+        deps.log.debug({ err: errMessage(err) }, 'live write failed');
+      }
+      await abortableSleep(config.live.intervalMs, ctx.signal);
+    }
+  };
+
+  return {
+    work,
+    stats: {
+      lastAcceptedAgeSeconds: () => (lastAcceptedAt === null ? null : (systemClock.now() - lastAcceptedAt) / 1000),
+    },
+  };
+}
+
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

@@ -1,0 +1,165 @@
+import { randomBytes } from 'node:crypto';
+import { createServer, type RequestListener, type Server } from 'node:http';
+import type { Logger } from 'pino';
+import type { Config } from './config';
+import { redactRedisUrl } from './config';
+import { systemClock } from './ha/clock';
+import { LeaderElector, errMessage } from './ha/elector';
+import { RedisLeaseLock } from './ha/redis-lock';
+import type { HaStatusSource, LeaderWork, Role } from './ha/role';
+import { SoloLeader } from './ha/solo';
+import { leaseTiming } from './ha/timing';
+import { createHttpApp } from './http/app';
+import { createLogger } from './log';
+import { InstrumentedLeaseLock } from './telemetry/instrumented-lock';
+import { createInstruments, observeState, type LiveStatsSource } from './telemetry/metrics';
+import { startTelemetry } from './telemetry/sdk';
+import { VERSION } from './version';
+
+export interface RunningService {
+  readonly port: number;
+  readonly ha: HaStatusSource;
+  readonly log: Logger;
+  /** Graceful stop: leader work, lease, HTTP server, telemetry, in that order. */
+  stop(): Promise<void>;
+}
+
+export interface ServiceOptions {
+  env: Record<string, string | undefined>;
+  /** The work to run while ACTIVE (main wires the built-in live loop through this). */
+  leaderWork?: (deps: LeaderWorkDeps) => LeaderWorkPlugin | null;
+}
+
+export interface LeaderWorkPlugin {
+  work: LeaderWork;
+  stats?: LiveStatsSource;
+}
+
+export interface LeaderWorkDeps {
+  lock: RedisLeaseLock | null;
+  log: Logger;
+  instruments: ReturnType<typeof createInstruments>;
+}
+
+/** Wires config, telemetry, election and HTTP together and starts them. */
+export async function startService(config: Config, opts: ServiceOptions): Promise<RunningService> {
+  const startedAt = systemClock.now();
+  const uptimeSeconds = (): number => (systemClock.now() - startedAt) / 1000;
+  const log = createLogger(config.logLevel, config.instanceId);
+  const telemetry = startTelemetry({ instanceId: config.instanceId, version: VERSION, env: opts.env });
+  const instruments = createInstruments(telemetry.meter, {
+    lockTtlMs: config.haEnabled ? config.lockTtlMs : null,
+    live: config.haEnabled && config.live.enabled,
+  });
+  const onTransition = (from: Role, to: Role): void => instruments.transition(from, to);
+
+  let ha: LeaderElector | SoloLeader;
+  let redisLock: RedisLeaseLock | null = null;
+  if (config.haEnabled) {
+    const timing = leaseTiming(config.lockTtlMs, config.renewIntervalMs);
+    let lastConnectionError = '';
+    redisLock = new RedisLeaseLock({
+      redisUrl: config.redisUrl,
+      lockKey: config.lockKey,
+      instanceId: config.instanceId,
+      session: randomBytes(8).toString('hex'),
+      ttlMs: config.lockTtlMs,
+      commandTimeoutMs: timing.commandTimeoutMs,
+      onConnectionError: (err) => {
+        // ioredis reports every reconnect attempt; say each distinct problem once.
+        if (err.message === lastConnectionError) return;
+        lastConnectionError = err.message;
+        log.warn({ err: err.message, redis: redactRedisUrl(config.redisUrl) }, 'Redis connection problem; the lock cannot be held until it is back');
+      },
+    });
+    redisLock.subscribe((event) => {
+      if (event === 'connected') {
+        lastConnectionError = '';
+        log.info({ redis: redactRedisUrl(config.redisUrl) }, 'Redis connection ready');
+      }
+    });
+    const lock = new InstrumentedLeaseLock(redisLock, telemetry.tracer, instruments, config.instanceId, log, () => systemClock.now());
+    ha = new LeaderElector({ instanceId: config.instanceId, timing, lock, clock: systemClock, log, onTransition });
+  } else {
+    ha = new SoloLeader(config.instanceId, log, onTransition);
+  }
+
+  const plugin = opts.leaderWork?.({ lock: redisLock, log, instruments }) ?? null;
+  if (plugin) ha.onLeading(plugin.work);
+
+  observeState(telemetry.meter, {
+    ha,
+    instanceId: config.instanceId,
+    version: VERSION,
+    lockTtlMs: config.haEnabled ? config.lockTtlMs : null,
+    renewIntervalMs: config.haEnabled ? config.renewIntervalMs : null,
+    uptimeSeconds,
+    ...(plugin?.stats ? { live: plugin.stats } : {}),
+  });
+
+  const app = createHttpApp({
+    ha,
+    info: {
+      instanceId: config.instanceId,
+      version: VERSION,
+      lockKey: config.haEnabled ? config.lockKey : null,
+      lockTtlMs: config.haEnabled ? config.lockTtlMs : null,
+      renewIntervalMs: config.haEnabled ? config.renewIntervalMs : null,
+    },
+    metricsText: () => telemetry.metricsText(),
+    uptimeSeconds,
+  });
+  app.on('error', (err: unknown) => log.error({ err: errMessage(err) }, 'HTTP handler failed'));
+
+  const server = await listen(app.callback(), config.httpHost, config.metricsPort);
+  log.info(
+    {
+      port: config.metricsPort,
+      host: config.httpHost,
+      ha_enabled: config.haEnabled,
+      redis: config.haEnabled ? redactRedisUrl(config.redisUrl) : undefined,
+      lock_key: config.haEnabled ? config.lockKey : undefined,
+      lock_ttl_ms: config.lockTtlMs,
+      renew_interval_ms: config.renewIntervalMs,
+      traces_exported: telemetry.tracesExported,
+      version: VERSION,
+    },
+    'grinder started',
+  );
+  ha.start();
+
+  let stopping: Promise<void> | null = null;
+  return {
+    port: config.metricsPort,
+    ha,
+    log,
+    stop: () => {
+      stopping ??= (async () => {
+        await ha.stop();
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        });
+        await telemetry.shutdown();
+        log.info('grinder stopped');
+      })();
+      return stopping;
+    },
+  };
+}
+
+function listen(handler: RequestListener, host: string, port: number): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = createServer(handler);
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EADDRINUSE') {
+        reject(new Error(`port ${port} on ${host} is already in use; stop what listens there or choose another port with GRINDER_METRICS_PORT or --metrics-port`));
+      } else if (err.code === 'EACCES') {
+        reject(new Error(`not allowed to listen on port ${port}; ports below 1024 need privileges, choose another with GRINDER_METRICS_PORT`));
+      } else {
+        reject(new Error(`cannot listen on ${host}:${port}: ${err.message}; check GRINDER_HTTP_HOST and GRINDER_METRICS_PORT`));
+      }
+    });
+    server.listen(port, host, () => resolve(server));
+  });
+}

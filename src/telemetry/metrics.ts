@@ -1,0 +1,112 @@
+import type { Attributes, Counter, Histogram, Meter } from '@opentelemetry/api';
+import { ROLES, type HaStatusSource, type Role } from '../ha/role';
+import { Label, LOCK_FAILURE_REASONS, Metric, type LockFailureReason, type LockOperation } from './names';
+
+/** What the live (leader) work reports, read at collection time. */
+export interface LiveStatsSource {
+  /** Seconds since the last accepted write on this replica; null before the first one. */
+  lastAcceptedAgeSeconds(): number | null;
+}
+
+export interface MetricSources {
+  ha: HaStatusSource;
+  instanceId: string;
+  version: string;
+  lockTtlMs: number | null;
+  renewIntervalMs: number | null;
+  /** Monotonic seconds since start. */
+  uptimeSeconds(): number;
+  live?: LiveStatsSource;
+}
+
+/** The instruments lease operations and the elector write to; the rest are observed on collection. */
+export interface HaInstruments {
+  renewLatency(seconds: number): void;
+  lockFailure(operation: LockOperation, reason: LockFailureReason): void;
+  transition(from: Role, to: Role): void;
+  liveWrite(result: 'accepted' | 'rejected'): void;
+}
+
+const OPERATIONS: readonly LockOperation[] = ['acquire', 'renew', 'release'];
+const TRANSITIONS: readonly [Role, Role][] = [
+  ['unknown', 'standby'],
+  ['unknown', 'active'],
+  ['standby', 'active'],
+  ['active', 'standby'],
+];
+
+/** Histogram bounds from 1 ms up to the TTL, roughly 1-2.5-5 per decade, so p99 near the TTL is visible. */
+export function renewLatencyBuckets(ttlMs: number): number[] {
+  const ttl = ttlMs / 1000;
+  const steps = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500];
+  const below = steps.filter((s) => s < ttl);
+  return [...below, ttl];
+}
+
+/**
+ * The observed gauges. They are read at collection time from the sources, so a scrape judges the
+ * lease deadline at that moment rather than reporting what was true at the last tick.
+ */
+export function observeState(meter: Meter, src: MetricSources): void {
+  const role = meter.createObservableGauge(Metric.haRole, { description: 'Current HA role of this replica: 1 for the role it is in, 0 for the others.' });
+  const isLeader = meter.createObservableGauge(Metric.haIsLeader, { description: '1 while this replica is ACTIVE, else 0.' });
+  const enabled = meter.createObservableGauge(Metric.haEnabled, { description: '1 when HA (Redis lease election) is enabled, else 0.' });
+  const token = meter.createObservableGauge(Metric.haFencingToken, { description: 'Fencing token of the current (or last seen) leadership.' });
+  const remaining = meter.createObservableGauge(Metric.haLeaseRemaining, { description: 'Seconds until this replica must stop calling itself ACTIVE unless it renews; 0 when not ACTIVE.' });
+  const ttl = meter.createObservableGauge(Metric.haLockTtl, { description: 'Configured lease TTL in seconds.' });
+  const renewInterval = meter.createObservableGauge(Metric.haRenewInterval, { description: 'Configured lease renew interval in seconds.' });
+  const redisUp = meter.createObservableGauge(Metric.haRedisUp, { description: '1 while the connection to the lease Redis is ready, else 0.' });
+  const up = meter.createObservableGauge(Metric.up, { description: '1 while the process is serving.' });
+  const uptime = meter.createObservableGauge(Metric.uptime, { description: 'Seconds since this process started.' });
+  const buildInfo = meter.createObservableGauge(Metric.buildInfo, { description: 'Always 1; labels carry the version and instance id.' });
+  const liveAge = meter.createObservableGauge(Metric.liveLastAcceptedWriteAge, { description: 'Seconds since this replica last had a fenced live write accepted.' });
+
+  meter.addBatchObservableCallback(
+    (obs) => {
+      const snap = src.ha.snapshot();
+      for (const r of ROLES) obs.observe(role, snap.role === r ? 1 : 0, { [Label.role]: r });
+      obs.observe(isLeader, snap.role === 'active' ? 1 : 0);
+      obs.observe(enabled, snap.haEnabled ? 1 : 0);
+      if (snap.fencingToken !== null) obs.observe(token, snap.fencingToken);
+      obs.observe(remaining, snap.role === 'active' && snap.leaseRemainingMs !== null ? snap.leaseRemainingMs / 1000 : 0);
+      if (src.lockTtlMs !== null) obs.observe(ttl, src.lockTtlMs / 1000);
+      if (src.renewIntervalMs !== null) obs.observe(renewInterval, src.renewIntervalMs / 1000);
+      if (snap.redisConnected !== null) obs.observe(redisUp, snap.redisConnected ? 1 : 0);
+      obs.observe(up, 1);
+      obs.observe(uptime, src.uptimeSeconds());
+      obs.observe(buildInfo, 1, { [Label.version]: src.version, [Label.instanceId]: src.instanceId });
+      const age = src.live?.lastAcceptedAgeSeconds() ?? null;
+      if (age !== null) obs.observe(liveAge, age);
+    },
+    [role, isLeader, enabled, token, remaining, ttl, renewInterval, redisUp, up, uptime, buildInfo, liveAge],
+  );
+}
+
+/**
+ * The instruments that lease operations, the elector and the live work write to. Counters start
+ * at zero for every known label set, so the first failure already shows in rate() and increase().
+ */
+export function createInstruments(meter: Meter, opts: { lockTtlMs: number | null; live: boolean }): HaInstruments {
+  const latency: Histogram = meter.createHistogram(Metric.haRenewLatency, {
+    description: 'Time for a lease renewal round trip to Redis, answered or not.',
+    advice: { explicitBucketBoundaries: renewLatencyBuckets(opts.lockTtlMs ?? 10_000) },
+  });
+  const failures: Counter = meter.createCounter(Metric.haLockFailures, { description: 'Lease operations that failed, by operation and reason.' });
+  const transitions: Counter = meter.createCounter(Metric.haTransitions, { description: 'HA role changes of this replica.' });
+  const liveWrites: Counter = meter.createCounter(Metric.liveWrites, { description: 'Fenced live writes by result (rejected: a newer leader exists).' });
+
+  if (opts.lockTtlMs !== null) {
+    for (const operation of OPERATIONS) {
+      for (const reason of LOCK_FAILURE_REASONS) failures.add(0, { [Label.operation]: operation, [Label.reason]: reason });
+    }
+  }
+  for (const [from, to] of TRANSITIONS) transitions.add(0, { [Label.from]: from, [Label.to]: to });
+  if (opts.live) for (const result of ['accepted', 'rejected']) liveWrites.add(0, { [Label.result]: result });
+
+  return {
+    renewLatency: (seconds) => latency.record(seconds),
+    lockFailure: (operation, reason) => failures.add(1, { [Label.operation]: operation, [Label.reason]: reason } satisfies Attributes),
+    transition: (from, to) => transitions.add(1, { [Label.from]: from, [Label.to]: to }),
+    liveWrite: (result) => liveWrites.add(1, { [Label.result]: result }),
+  };
+}

@@ -1,0 +1,122 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { freePort } from './ports';
+import { waitFor } from './wait';
+
+export const REPO_ROOT = join(__dirname, '..', '..');
+export const MAIN_JS = join(REPO_ROOT, 'dist', 'main.js');
+
+export interface HttpAnswer {
+  status: number;
+  body: string;
+  contentType: string | null;
+}
+
+export interface ReplicaOptions {
+  env?: Record<string, string>;
+  port?: number;
+  args?: string[];
+}
+
+/** One `node dist/main.js` process, as containers and scripts run it, with its JSON log lines kept. */
+export class Replica {
+  readonly port: number;
+  readonly logs: Record<string, unknown>[] = [];
+  readonly stderr: string[] = [];
+  private readonly proc: ChildProcess;
+  readonly exited: Promise<number | null>;
+  private exitCode: number | null | undefined;
+
+  private constructor(port: number, proc: ChildProcess) {
+    this.port = port;
+    this.proc = proc;
+    this.exited = new Promise((resolve) => {
+      proc.once('exit', (code) => {
+        this.exitCode = code;
+        resolve(code);
+      });
+    });
+    let pending = '';
+    proc.stdout?.on('data', (chunk: Buffer) => {
+      pending += chunk.toString();
+      let nl: number;
+      while ((nl = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        try {
+          this.logs.push(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          this.stderr.push(line);
+        }
+      }
+    });
+    proc.stderr?.on('data', (chunk: Buffer) => this.stderr.push(chunk.toString()));
+  }
+
+  /** Spawns a replica and waits until its HTTP server answers. */
+  static async start(opts: ReplicaOptions = {}): Promise<Replica> {
+    const port = opts.port ?? (await freePort());
+    const proc = spawn(process.execPath, [MAIN_JS, ...(opts.args ?? [])], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        GRINDER_METRICS_PORT: String(port),
+        GRINDER_HTTP_HOST: '127.0.0.1',
+        ...opts.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const replica = new Replica(port, proc);
+    await waitFor(
+      `replica on port ${port} to answer /healthz`,
+      async () => {
+        if (replica.exitCode !== undefined) {
+          throw new Error(`replica exited with ${replica.exitCode}: ${replica.stderr.join('')}`);
+        }
+        const r = await replica.get('/healthz');
+        return r.status > 0 ? true : undefined;
+      },
+      15_000,
+    );
+    return replica;
+  }
+
+  get pid(): number | undefined {
+    return this.proc.pid;
+  }
+
+  get alive(): boolean {
+    return this.exitCode === undefined;
+  }
+
+  async get(path: string, init: RequestInit = {}): Promise<HttpAnswer> {
+    const res = await fetch(`http://127.0.0.1:${this.port}${path}`, {
+      ...init,
+      signal: AbortSignal.timeout(2_000),
+    });
+    return { status: res.status, body: await res.text(), contentType: res.headers.get('content-type') };
+  }
+
+  /** The role /readyz reports, or 'down' when the process does not answer. */
+  async readyRole(): Promise<string> {
+    try {
+      const r = await this.get('/readyz');
+      return (JSON.parse(r.body) as { role: string }).role;
+    } catch {
+      return 'down';
+    }
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    if (this.alive) this.proc.kill(sig);
+  }
+
+  async stop(sig: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
+    this.signal(sig);
+    return this.exited;
+  }
+
+  /** Log lines whose `msg` equals `msg`. */
+  logsWith(msg: string): Record<string, unknown>[] {
+    return this.logs.filter((l) => l.msg === msg);
+  }
+}

@@ -92,15 +92,25 @@ function readString(env: Env, name: string, fallback: string): string {
   return raw.trim();
 }
 
-/** Redis URLs carry passwords: anything shown to a human goes through this first. */
+/**
+ * Redis URLs carry passwords: anything shown to a human goes through this first. A password can
+ * sit in the userinfo (redis://:pw@host) or, since ioredis merges query parameters into its
+ * options, in the query (redis://host?password=pw). A URL without a host (a typo such as
+ * redis:/:pw@host) has no userinfo to the URL parser, so there the text before an @ is hidden.
+ */
 export function redactRedisUrl(url: string): string {
+  let u: URL;
   try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
+    u = new URL(url);
   } catch {
     return '<unparsable Redis URL>';
   }
+  if (u.password) u.password = '***';
+  for (const key of [...new Set(u.searchParams.keys())]) {
+    if (/pass|secret|token|auth/i.test(key)) u.searchParams.set(key, '***');
+  }
+  const shown = u.toString();
+  return u.host === '' ? shown.replace(/:[^:@/]*@/g, ':***@') : shown;
 }
 
 function validateRedisUrl(raw: string): void {

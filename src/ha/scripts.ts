@@ -70,6 +70,7 @@ export function mapAcquireReply(reply: RawReply, session: string, instanceId: st
   switch (code) {
     case 1: {
       const token = num(a);
+      if (!Number.isSafeInteger(token) || token <= 0) break;
       return { kind: 'acquired', lease: { token, value: `${token}|${session}|${instanceId}` } };
     }
     case -1: {

@@ -10,6 +10,8 @@ export interface RedisServerOptions {
   /** Keep data across restarts (appendonly, like the compose file). Default false. */
   persistent?: boolean;
   port?: number;
+  /** More redis-server arguments, e.g. ['--requirepass', 'x']. */
+  extraArgs?: string[];
 }
 
 /**
@@ -21,15 +23,17 @@ export class RedisServer {
   readonly dir: string;
   private proc: ChildProcess | undefined;
   private readonly persistent: boolean;
+  private readonly extraArgs: string[];
 
-  private constructor(port: number, persistent: boolean) {
+  private constructor(port: number, persistent: boolean, extraArgs: string[]) {
     this.port = port;
     this.persistent = persistent;
+    this.extraArgs = extraArgs;
     this.dir = mkdtempSync(join(tmpdir(), 'grinder-redis-'));
   }
 
   static async start(opts: RedisServerOptions = {}): Promise<RedisServer> {
-    const server = new RedisServer(opts.port ?? (await freePort()), opts.persistent ?? false);
+    const server = new RedisServer(opts.port ?? (await freePort()), opts.persistent ?? false, opts.extraArgs ?? []);
     await server.startProcess();
     return server;
   }
@@ -47,6 +51,7 @@ export class RedisServer {
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--save', ''];
     args.push('--appendonly', this.persistent ? 'yes' : 'no');
     if (this.persistent) args.push('--appendfsync', 'always');
+    args.push(...this.extraArgs);
     const proc = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] });
     proc.on('error', (err) => {
       throw new Error(`could not start redis-server (is it on PATH? apt-get install redis-server): ${err.message}`);
@@ -97,7 +102,7 @@ export class RedisServer {
         buf += d.toString();
         if (buf.includes('\r\n')) {
           sock.end();
-          resolve(buf.startsWith('+PONG') ? true : undefined);
+          resolve(buf.startsWith('+PONG') || buf.startsWith('-NOAUTH') ? true : undefined);
         }
       });
     });

@@ -4,14 +4,17 @@
   Input:
     KEYS[1] lock key     string "<token>|<session>|<instance id>" with a PX expiry,
                          or "barrier|<seed>" while the data-loss barrier is in force
-    KEYS[2] counter key  string integer: the last fencing token handed out; never expires
+    KEYS[2] counter key  string integer: the last fencing token handed out; never expires.
+                         Seeded from the server clock in microseconds (16 digits, exact in a
+                         double and in a JavaScript number until the year 2255)
 
     ARGV[1] session      random hex naming this process incarnation
     ARGV[2] instance id
     ARGV[3] TTL          lease length in ms
 
   Output:
-    {1, token, ttl}           acquired; token is greater than every token handed out before
+    {1, token, ttl}           acquired; token (a decimal string) is greater than every token
+                              handed out before
     {-1, value, pttl}         held by another session
     {-2, value, pttl}         the key holds a string that is not a lease: treated as held
     {-3, type, pttl}          the key holds another Redis type: treated as held
@@ -46,15 +49,17 @@ if keyType == 'string' then
 end
 
 if redis.call('EXISTS', counterKey) == 0 then
-  -- Seeding from the server clock keeps tokens increasing across a restart that lost all data:
-  -- tokens grow by one per leadership, far slower than milliseconds pass.
+  -- Seeding from the server clock in microseconds keeps tokens increasing across a restart that
+  -- lost all data: tokens grow by one per leadership, and every leadership costs at least one
+  -- script run on this single-threaded server, which takes longer than a microsecond.
+  -- (string.format: Lua would print a 16-digit number as 1.79e+15.)
   local now = redis.call('TIME')
-  local seed = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local seed = string.format('%.0f', tonumber(now[1]) * 1000000 + tonumber(now[2]))
   redis.call('SET', counterKey, seed)
   redis.call('SET', lockKey, 'barrier|' .. seed, 'PX', ttl)
   return {-4, ttl}
 end
 
-local token = redis.call('INCR', counterKey)
+local token = string.format('%.0f', redis.call('INCR', counterKey))
 redis.call('SET', lockKey, token .. '|' .. session .. '|' .. instanceId, 'PX', ttl)
 return {1, token, ttl}

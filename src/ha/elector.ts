@@ -152,10 +152,12 @@ export class LeaderElector implements HaStatusSource {
     await this.ticking;
     const held = this.held;
     this.held = null;
-    if (held) held.controller.abort(new Error('replica is shutting down'));
+    if (held) {
+      held.controller.abort(new Error('replica is shutting down'));
+      this.setRole('standby', 'shutting down', held);
+    }
     await this.settleWork(workGraceMs);
     if (held) {
-      this.setRole('standby', 'shutting down');
       try {
         const r = await this.opts.lock.release(held.lease);
         this.opts.log.info({ token: held.lease.token, result: r.kind }, 'lease released on shutdown');
@@ -327,7 +329,7 @@ export class LeaderElector implements HaStatusSource {
     this.held = null;
     this.clearTimer('deadlineTimer');
     held.controller.abort(new Error(`no longer ACTIVE: ${reason}`));
-    this.setRole('standby', reason);
+    this.setRole('standby', reason, held);
   }
 
   private armDeadline(): void {
@@ -341,17 +343,24 @@ export class LeaderElector implements HaStatusSource {
     }, held.validUntil - this.opts.clock.now());
   }
 
-  private setRole(next: Role, reason: string): void {
+  /**
+   * Every role change is one log line with the monotonic time (mono_ms, CLOCK_MONOTONIC, the same
+   * clock for every process on a host). When a leadership ends, valid_until_mono_ms says until when
+   * it was valid: after a long pause the line is written late, but the leadership ended then.
+   */
+  private setRole(next: Role, reason: string, ended?: HeldLease): void {
     const from = this.role;
     if (from === next) return;
     this.role = next;
+    const ms = (t: number): number => Math.round(t * 1000) / 1000;
     this.opts.log.info(
       {
         from,
         to: next,
         reason,
-        token: this.held?.lease.token ?? this.lastToken,
-        mono_ms: Math.round(this.opts.clock.now() * 1000) / 1000,
+        token: ended?.lease.token ?? this.held?.lease.token ?? this.lastToken,
+        mono_ms: ms(this.opts.clock.now()),
+        ...(ended ? { valid_until_mono_ms: ms(Math.min(ended.validUntil, this.opts.clock.now())) } : {}),
       },
       'role changed',
     );

@@ -91,6 +91,9 @@ export function createHttpApp(deps: HttpDeps): Koa {
       return;
     }
     if (ctx.body !== undefined && ctx.body !== null) return;
+    // @koa/router answers 501 (text) for a method outside its list (PROPFIND, TRACE, ...) on a
+    // path that exists; for this API that is a wrong method like any other: 405 with a JSON body.
+    if (ctx.status === 501 && ctx.response.get('Allow')) ctx.status = 405;
     if (ctx.status === 405) {
       ctx.type = JSON_TYPE;
       ctx.body = { error: 'method not allowed', detail: `${ctx.method} is not supported on ${ctx.path}; use ${ctx.response.get('Allow')}` };

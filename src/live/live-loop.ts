@@ -3,6 +3,7 @@ import { errMessage } from '../ha/elector';
 import type { LeaderContext } from '../ha/role';
 import type { LeaderWorkDeps, LeaderWorkPlugin } from '../service';
 import { systemClock } from '../ha/clock';
+import { counterKeyFor } from '../ha/redis-lock';
 import { FencedStream } from './fence';
 
 /**
@@ -13,7 +14,11 @@ import { FencedStream } from './fence';
  */
 export function liveLeaderWork(config: Config, deps: LeaderWorkDeps): LeaderWorkPlugin | null {
   if (!config.haEnabled || !config.live.enabled || !deps.lock) return null;
-  const stream = new FencedStream(deps.lock.client, config.live.streamKey, config.live.streamMaxLen);
+  const stream = new FencedStream(deps.lock.client, {
+    streamKey: config.live.streamKey,
+    issuedTokenKey: counterKeyFor(config.lockKey),
+    maxLen: config.live.streamMaxLen,
+  });
   let lastAcceptedAt: number | null = null;
   let seq = 0;
 
@@ -33,8 +38,8 @@ export function liveLeaderWork(config: Config, deps: LeaderWorkDeps): LeaderWork
           deps.instruments.liveWrite('accepted');
         } else {
           deps.instruments.liveWrite('rejected');
-          deps.log.warn({ token: ctx.token, highest_token: r.highestToken }, 'fenced live write rejected: a newer leader has written; stepping down');
-          ctx.resign(`fenced write rejected (token ${ctx.token} < ${r.highestToken})`);
+          deps.log.warn({ token: ctx.token, newest_token: r.newestToken }, 'fenced live write rejected: a newer leadership exists; stepping down');
+          ctx.resign(`fenced write rejected (token ${ctx.token} < ${r.newestToken})`);
           return;
         }
       } catch (err) {

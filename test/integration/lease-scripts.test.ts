@@ -226,13 +226,14 @@ describe('release-1.lua', () => {
   });
 });
 
-describe('fenced-append-2.lua', () => {
-  it('accepts writes with the highest token seen so far and rejects older ones', async () => {
-    const stream = new FencedStream(raw, `t:${randomBytes(6).toString('hex')}:live`, 1_000);
-    assert.equal((await stream.append(5, { seq: 1 })).accepted, true);
+describe('fenced-append-3.lua', () => {
+  it('accepts writes with the newest token and rejects older ones', async () => {
+    const prefix = `t:${randomBytes(6).toString('hex')}`;
+    const stream = new FencedStream(raw, { streamKey: `${prefix}:live`, issuedTokenKey: `${prefix}:token`, maxLen: 1_000 });
+    assert.equal((await stream.append(5, { seq: 1 })).accepted, true, 'no issued counter yet: the fence alone decides');
     assert.equal((await stream.append(7, { seq: 2 })).accepted, true);
     assert.equal((await stream.append(7, { seq: 3 })).accepted, true, 'the same leadership may write again');
-    assert.deepEqual(await stream.append(6, { seq: 4 }), { accepted: false, highestToken: 7 });
+    assert.deepEqual(await stream.append(6, { seq: 4 }), { accepted: false, newestToken: 7 });
     const entries = await raw.xrange(stream.streamKey, '-', '+');
     assert.deepEqual(
       entries.map(([, f]) => f),
@@ -243,6 +244,20 @@ describe('fenced-append-2.lua', () => {
       ],
     );
     assert.equal(await raw.get(fenceKeyFor(stream.streamKey)), '7');
+  });
+
+  it('rejects an old leader once a newer token was issued, before the new leader wrote anything', async () => {
+    const key = freshKey();
+    const a = await openLock(key, 'a');
+    const b = await openLock(key, 'b');
+    const stream = new FencedStream(raw, { streamKey: `${key}:live`, issuedTokenKey: counterKeyFor(key), maxLen: 1_000 });
+    const old = await pastBarrier(a);
+    assert.equal((await stream.append(old.token, { seq: 1 })).accepted, true);
+    await raw.del(key); // a's lease expired while a was paused
+    const newer = acquired(await b.acquire());
+    assert.deepEqual(await stream.append(old.token, { seq: 2 }), { accepted: false, newestToken: newer.token });
+    assert.equal((await stream.append(newer.token, { seq: 1 })).accepted, true);
+    assert.equal(await raw.xlen(stream.streamKey), 2);
   });
 });
 

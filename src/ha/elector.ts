@@ -125,9 +125,9 @@ export class LeaderElector implements HaStatusSource {
       leaseRemainingMs = Math.max(0, Math.round(left));
       if (left <= 0) holder = null;
     }
-    // A loop that ticks every renew interval and whose calls time out well inside the TTL has
-    // not run for longer than the TTL only if it is stuck.
-    const loopHealthy = this.lastTickAt === null || now - this.lastTickAt <= timing.ttlMs + timing.renewIntervalMs;
+    // Ticks come at most one renew interval plus one Redis timeout apart (config validation keeps
+    // that under the TTL), so a loop that has not ticked for a whole TTL is stuck.
+    const loopHealthy = this.lastTickAt === null || now - this.lastTickAt <= timing.ttlMs;
     return {
       role,
       haEnabled: true,

@@ -163,12 +163,14 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
   validateRedisUrl(redisUrl);
 
   const lockTtlMs = readInt(env, 'GRINDER_HA_LOCK_TTL_MS', DEFAULTS.lockTtlMs, 1_000, 3_600_000, ' of milliseconds');
-  const renewRaw = env.GRINDER_HA_RENEW_INTERVAL_MS;
+  // What an error shows: the value as set, or the default in effect when it is unset or blank.
+  const renewSet = env.GRINDER_HA_RENEW_INTERVAL_MS;
   const renewIntervalMs = readInt(env, 'GRINDER_HA_RENEW_INTERVAL_MS', DEFAULTS.renewIntervalMs, 10, 3_600_000, ' of milliseconds');
+  const renewRaw = renewSet !== undefined && renewSet.trim() !== '' ? renewSet : String(renewIntervalMs);
   if (renewIntervalMs >= lockTtlMs) {
     throw new ConfigError(
       'GRINDER_HA_RENEW_INTERVAL_MS',
-      renewRaw ?? String(renewIntervalMs),
+      renewRaw,
       `must be less than GRINDER_HA_LOCK_TTL_MS (${lockTtlMs}), or the lease expires between renewals; a renew interval of about a third of the TTL is usual`,
     );
   }
@@ -176,7 +178,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
   if (renewIntervalMs + timing.commandTimeoutMs > timing.leaseValidityMs) {
     throw new ConfigError(
       'GRINDER_HA_RENEW_INTERVAL_MS',
-      renewRaw ?? String(renewIntervalMs),
+      renewRaw,
       `a renewal that starts on time must be able to finish (Redis timeout ${timing.commandTimeoutMs} ms) before the lease deadline (TTL ${lockTtlMs} ms minus a ${timing.safetyMarginMs} ms safety margin); use at most ${timing.leaseValidityMs - timing.commandTimeoutMs} ms, or raise GRINDER_HA_LOCK_TTL_MS`,
     );
   }

@@ -151,7 +151,9 @@ function metricsPortFromArgs(argv: readonly string[]): string | undefined {
     } else if (a.startsWith('--metrics-port=')) {
       port = a.slice('--metrics-port='.length);
     } else {
-      throw new ConfigError('argument', a, 'unknown argument; the only option is --metrics-port N (everything else is configured through GRINDER_* environment variables)');
+      // Show the option name only: a mistyped --redis-url=redis://:secret@… must not be echoed.
+      const shown = a.startsWith('-') ? a.replace(/=.*$/s, '=…') : '<value>';
+      throw new ConfigError('argument', shown, 'unknown argument; the only option is --metrics-port N (everything else is configured through GRINDER_* environment variables)');
     }
   }
   return port;

@@ -220,6 +220,15 @@ describe('metrics port', () => {
     const err = configError(() => loadConfig({}, ['--port', '9091']));
     assertConfigError(err, 'argument', '--port', /^unknown argument; the only option is --metrics-port N/);
   });
+
+  it('does not echo the value of an unknown argument (it may be a URL with a password)', () => {
+    const err = configError(() => loadConfig({}, ['--redis-url=redis://:hunter2@redis:6379/0']));
+    assertConfigError(err, 'argument', '--redis-url=…', /^unknown argument/);
+    assert.ok(!err.message.includes('hunter2'));
+    const bare = configError(() => loadConfig({}, ['redis://:hunter2@redis:6379/0']));
+    assertConfigError(bare, 'argument', '<value>', /^unknown argument/);
+    assert.ok(!bare.message.includes('hunter2'));
+  });
 });
 
 describe('GRINDER_REDIS_URL', () => {

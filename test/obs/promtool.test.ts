@@ -1,0 +1,142 @@
+// The shipped Prometheus and Alertmanager configuration, checked by the tools CI runs
+// (promtool 2.42 and amtool from Debian), plus the promises the alert rules make to operators:
+// every alert carries severity, summary, description, a runbook_url whose anchor exists in the
+// runbook, and the dashboard uid of the shipped dashboard.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { REPO_ROOT } from '../support/replica';
+import { parseDurationMs } from '../support/prometheus';
+
+const PROM_DIR = join(REPO_ROOT, 'prometheus');
+const RULES_DIR = join(PROM_DIR, 'rules');
+const RULE_FILES = readdirSync(RULES_DIR)
+  .filter((f) => f.endsWith('.yml'))
+  .map((f) => join(RULES_DIR, f));
+const RUNBOOK = join(REPO_ROOT, 'docs', 'runbooks', 'ha-operations.md');
+const DASHBOARD = join(REPO_ROOT, 'grafana', 'dashboards', 'grinder-overview.json');
+
+function run(cmd: string, args: string[]): { status: number | null; out: string } {
+  const r = spawnSync(cmd, args, { cwd: REPO_ROOT, encoding: 'utf8' });
+  if (r.error) throw new Error(`could not run ${cmd}: ${r.error.message}`);
+  return { status: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
+interface AlertRule {
+  alert: string;
+  expr: string;
+  for?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+interface RecordingRule {
+  record: string;
+  expr: string;
+}
+interface RuleFile {
+  groups: { name: string; interval?: string; rules: (AlertRule | RecordingRule)[] }[];
+}
+
+function alertRules(): AlertRule[] {
+  return RULE_FILES.flatMap((f) => (parse(readFileSync(f, 'utf8')) as RuleFile).groups)
+    .flatMap((g) => g.rules)
+    .filter((r): r is AlertRule => 'alert' in r);
+}
+
+/** GitHub's heading anchor: lower case, punctuation other than - and _ dropped, spaces → -. */
+function githubSlug(heading: string): string {
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+    .replace(/\s/g, '-');
+}
+
+test('there are rule files to check', () => {
+  assert.ok(RULE_FILES.length > 0, 'no prometheus/rules/*.yml');
+});
+
+test('promtool check config: prometheus.yml with its rule files resolved', () => {
+  const r = run('promtool', ['check', 'config', join(PROM_DIR, 'prometheus.yml')]);
+  assert.equal(r.status, 0, r.out);
+  // The rule_files glob must actually find the shipped rules (a wrong path finds 0 and passes).
+  assert.match(r.out, new RegExp(`SUCCESS: ${RULE_FILES.length} rule files found`), r.out);
+  for (const f of RULE_FILES) assert.ok(r.out.includes(`Checking ${f}`), `${f} not checked:\n${r.out}`);
+});
+
+test('promtool check rules: every rule file', () => {
+  const r = run('promtool', ['check', 'rules', ...RULE_FILES]);
+  assert.equal(r.status, 0, r.out);
+  assert.doesNotMatch(r.out, /WARNING/);
+});
+
+test('promtool test rules: firing and not-firing cases for every alert', () => {
+  const tests = readdirSync(join(PROM_DIR, 'tests'))
+    .filter((f) => f.endsWith('.test.yml'))
+    .map((f) => join(PROM_DIR, 'tests', f));
+  assert.ok(tests.length > 0, 'no prometheus/tests/*.test.yml');
+  const r = run('promtool', ['test', 'rules', ...tests]);
+  assert.equal(r.status, 0, r.out);
+  assert.match(r.out, /SUCCESS/);
+
+  // Every alert appears in at least one case that expects it to fire and one that expects it not to.
+  interface AlertCase {
+    alertname: string;
+    exp_alerts?: unknown[];
+  }
+  const cases = tests
+    .flatMap((f) => (parse(readFileSync(f, 'utf8')) as { tests: { name: string; alert_rule_test?: AlertCase[] }[] }).tests)
+    .flatMap((t) => t.alert_rule_test ?? []);
+  for (const rule of alertRules()) {
+    const mine = cases.filter((c) => c.alertname === rule.alert);
+    assert.ok(mine.some((c) => (c.exp_alerts ?? []).length > 0), `${rule.alert}: no firing case`);
+    assert.ok(mine.some((c) => (c.exp_alerts ?? []).length === 0), `${rule.alert}: no not-firing case`);
+  }
+  const names = tests.flatMap((f) => (parse(readFileSync(f, 'utf8')) as { tests: { name: string }[] }).tests.map((t) => t.name));
+  assert.ok(names.includes('a normal failover does not page'), 'the "a normal failover does not page" case is missing');
+});
+
+test('amtool check-config: alertmanager.yml', () => {
+  const r = run('amtool', ['check-config', join(REPO_ROOT, 'alertmanager', 'alertmanager.yml')]);
+  assert.equal(r.status, 0, r.out);
+  assert.match(r.out, /SUCCESS/);
+});
+
+test('the six HA alerts exist, each with severity, summary, description, runbook_url and dashboard uid', () => {
+  const rules = alertRules();
+  assert.deepEqual(
+    rules.map((r) => r.alert).sort(),
+    [
+      'GrinderHABothStandby',
+      'GrinderHAFlapping',
+      'GrinderHALockFailuresRising',
+      'GrinderHARenewLatencyNearTTL',
+      'GrinderHAReplicaDown',
+      'GrinderHASplitBrain',
+    ],
+  );
+  const runbook = readFileSync(RUNBOOK, 'utf8');
+  const anchors = new Set([...runbook.matchAll(/^#{1,6} (.+)$/gm)].map((m) => githubSlug(m[1] ?? '')));
+  const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as { uid: string };
+  for (const r of rules) {
+    assert.match(r.labels?.severity ?? '', /^(critical|warning)$/, `${r.alert} severity`);
+    for (const k of ['summary', 'description', 'runbook_url', 'dashboard_uid']) {
+      assert.ok((r.annotations?.[k] ?? '').trim() !== '', `${r.alert} lacks annotation ${k}`);
+    }
+    const [path, anchor] = (r.annotations?.runbook_url ?? '').split('#');
+    assert.equal(path, 'docs/runbooks/ha-operations.md', `${r.alert} runbook_url must point into the repo's runbook`);
+    assert.ok(anchor && anchors.has(anchor), `${r.alert}: runbook has no heading with anchor #${anchor}`);
+    assert.equal(anchor, r.alert.toLowerCase(), `${r.alert}: anchor should be the alert name`);
+    assert.equal(r.annotations?.dashboard_uid, dashboard.uid, `${r.alert}: dashboard_uid`);
+    // Every `for:` is a whole number of 5 s evaluations (the shipped evaluation interval).
+    if (r.for !== undefined) assert.equal(parseDurationMs(r.for) % 5_000, 0, `${r.alert} for: ${r.for}`);
+  }
+  // Critical means nobody or more than one replica leads: both-standby and split brain only.
+  assert.deepEqual(
+    rules.filter((r) => r.labels?.severity === 'critical').map((r) => r.alert).sort(),
+    ['GrinderHABothStandby', 'GrinderHASplitBrain'],
+  );
+});

@@ -1,0 +1,319 @@
+// The GRINDER Overview dashboard, proven rather than eyeballed:
+//  1. the JSON type-checks against @grafana/schema (the Dashboard type, and each panel's options
+//     against its panel plugin's Options type), compiled by tsc with no `any`;
+//  2. every datasource reference (panels, targets, variables, trace links) names a provisioned uid;
+//  3. every panel query and the variable query run against a real Prometheus that scraped two
+//     real replicas and a real Redis through a Redis outage and recovery, and every one returns data.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import ts from 'typescript';
+import { parse } from 'yaml';
+import { REPO_ROOT, MAIN_JS } from '../support/replica';
+import { freePort } from '../support/ports';
+import { sleep, waitFor } from '../support/wait';
+import type { Sample } from '../support/prometheus';
+import { LiveStack } from './live-stack';
+
+const DASHBOARD_PATH = join(REPO_ROOT, 'grafana', 'dashboards', 'grinder-overview.json');
+const DATASOURCES_PATH = join(REPO_ROOT, 'grafana', 'provisioning', 'datasources', 'datasources.yml');
+const PROVIDER_PATH = join(REPO_ROOT, 'grafana', 'provisioning', 'dashboards', 'grinder.yml');
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+interface JsonObject {
+  [k: string]: Json;
+}
+
+interface Target {
+  refId: string;
+  expr: string;
+  legendFormat?: string;
+  instant?: boolean;
+  datasource?: { type: string; uid: string };
+}
+interface PanelJson {
+  id: number;
+  type: string;
+  title: string;
+  targets?: Target[];
+  options?: JsonObject;
+  fieldConfig?: { defaults: { custom?: JsonObject; links?: { url: string }[] } };
+  links?: { title: string; url: string }[];
+  datasource?: { type: string; uid: string };
+}
+interface DashboardJson {
+  uid: string;
+  title: string;
+  panels: PanelJson[];
+  links?: { url?: string }[];
+  templating: { list: { name: string; allValue?: string; query: { query: string } | string }[] };
+}
+
+const raw = readFileSync(DASHBOARD_PATH, 'utf8');
+const dashboard = JSON.parse(raw) as DashboardJson;
+const provisioned = (parse(readFileSync(DATASOURCES_PATH, 'utf8')) as { datasources: { uid: string; type: string }[] })
+  .datasources;
+
+/** Panel plugin id → the module of @grafana/schema that holds its Options / FieldConfig types. */
+const PANEL_TYPES: Record<string, { module: string; fieldConfig: boolean }> = {
+  stat: { module: 'stat/panelcfg/x/StatPanelCfg_types.gen', fieldConfig: false },
+  'state-timeline': { module: 'statetimeline/panelcfg/x/StateTimelinePanelCfg_types.gen', fieldConfig: true },
+  timeseries: { module: 'timeseries/panelcfg/x/TimeSeriesPanelCfg_types.gen', fieldConfig: true },
+};
+
+/**
+ * A TypeScript module in which the dashboard JSON, pasted as an object literal, must `satisfies`
+ * the schema's types. JSON spells enum members by value ("background", "value"), which TypeScript
+ * would only accept through the enum itself, so Json<T> maps every string enum to the union of its
+ * values and leaves everything else (structure, optionality, excess-property checks) as is.
+ */
+function typeCheckSource(dash: DashboardJson, text: string): string {
+  const lines = [
+    "import type { Dashboard } from '@grafana/schema';",
+    ...Object.entries(PANEL_TYPES).map(
+      ([type, p], i) =>
+        `import type * as P${i} from '@grafana/schema/dist/esm/raw/composable/${p.module}'; // ${type}`,
+    ),
+    'type Json<T> = T extends string ? `${T}` : T extends number | boolean | null | undefined ? T : T extends readonly (infer U)[] ? Json<U>[] : T extends object ? { [K in keyof T]: Json<T[K]> } : T;',
+    `export const dashboard = (${text}) satisfies Json<Dashboard>;`,
+  ];
+  const kinds = Object.keys(PANEL_TYPES);
+  for (const p of dash.panels) {
+    if (p.type === 'row') continue;
+    const i = kinds.indexOf(p.type);
+    lines.push(`export const options${p.id} = (${JSON.stringify(p.options ?? {})}) satisfies Json<P${i}.Options>;`);
+    const spec = PANEL_TYPES[p.type];
+    if (spec?.fieldConfig) {
+      lines.push(
+        `export const custom${p.id} = (${JSON.stringify(p.fieldConfig?.defaults.custom ?? {})}) satisfies Json<P${i}.FieldConfig>;`,
+      );
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** Compiles `source` with the repo's compiler settings; returns the error messages. */
+function compile(source: string, name: string): string[] {
+  const dir = join(REPO_ROOT, '.tmp');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${name}-${process.pid}.ts`);
+  writeFileSync(file, source);
+  try {
+    const cfg = ts.getParsedCommandLineOfConfigFile(join(REPO_ROOT, 'tsconfig.json'), {}, {
+      ...ts.sys,
+      onUnRecoverableConfigFileDiagnostic: (d) => {
+        throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+      },
+    });
+    if (!cfg) throw new Error('could not read tsconfig.json');
+    const program = ts.createProgram([file], { ...cfg.options, rootDir: REPO_ROOT, noEmit: true, noUnusedLocals: false });
+    return ts.getPreEmitDiagnostics(program).map((d) => {
+      const where = d.file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start) : undefined;
+      return `${where ? `${where.line + 1}:${where.character + 1} ` : ''}${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
+    });
+  } finally {
+    rmSync(file, { force: true });
+  }
+}
+
+test('the dashboard has the fixed uid and title, and only panel types whose options are type-checked', () => {
+  assert.equal(dashboard.uid, 'grinder-overview');
+  assert.equal(dashboard.title, 'GRINDER Overview');
+  for (const p of dashboard.panels) {
+    assert.ok(p.type === 'row' || p.type in PANEL_TYPES, `panel "${p.title}" has type ${p.type}, not covered by the type check`);
+  }
+  const ids = dashboard.panels.map((p) => p.id);
+  assert.equal(new Set(ids).size, ids.length, 'panel ids must be unique');
+});
+
+test('the dashboard JSON type-checks against @grafana/schema (and a broken copy does not)', () => {
+  const errors = compile(typeCheckSource(dashboard, raw), 'dashboard-typecheck');
+  assert.deepEqual(errors, []);
+
+  // The check bites: a misspelt option, a wrong enum value and a wrong type are each reported.
+  const broken = JSON.parse(raw) as DashboardJson & { schemaVersion: Json };
+  broken.schemaVersion = 'forty-two';
+  const stat = broken.panels.find((p) => p.type === 'stat');
+  assert.ok(stat?.options);
+  stat.options.colourMode = 'background';
+  const series = broken.panels.find((p) => p.type === 'timeseries');
+  assert.ok(series?.fieldConfig?.defaults.custom);
+  series.fieldConfig.defaults.custom.drawStyle = 'zigzag';
+  const brokenErrors = compile(typeCheckSource(broken, JSON.stringify(broken)), 'dashboard-typecheck-broken');
+  assert.equal(brokenErrors.length, 3, brokenErrors.join('\n'));
+  assert.match(brokenErrors.join('\n'), /Type 'string' is not assignable to type 'number'/);
+  assert.match(brokenErrors.join('\n'), /colourMode/);
+  assert.match(brokenErrors.join('\n'), /zigzag/);
+});
+
+test('every datasource reference in the dashboard points at a provisioned datasource', () => {
+  const uids = new Map(provisioned.map((d) => [d.uid, d.type]));
+  assert.ok(uids.has('grinder-prometheus') && uids.has('grinder-tempo'), 'datasources must be provisioned with fixed uids');
+  let refs = 0;
+  const walk = (v: Json, path: string): void => {
+    if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${path}[${i}]`));
+    else if (v !== null && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) {
+        if (k === 'datasource' && x !== null) {
+          refs++;
+          const uid = typeof x === 'string' ? x : typeof x === 'object' && !Array.isArray(x) ? x.uid : undefined;
+          assert.equal(typeof uid, 'string', `${path}.datasource has no uid`);
+          assert.ok(uids.has(uid as string), `${path}.datasource uid ${String(uid)} is not provisioned`);
+          if (typeof x === 'object' && !Array.isArray(x) && typeof x.type === 'string') {
+            assert.equal(x.type, uids.get(uid as string), `${path}.datasource type does not match the provisioned one`);
+          }
+        }
+        walk(x, `${path}.${k}`);
+      }
+    }
+  };
+  // Links carry Explore state as URL-encoded JSON: decode them and check their datasources too.
+  const linkUrls: string[] = [];
+  const collectUrls = (v: Json): void => {
+    if (Array.isArray(v)) v.forEach(collectUrls);
+    else if (v !== null && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) {
+        if (k === 'url' && typeof x === 'string') linkUrls.push(x);
+        else collectUrls(x);
+      }
+    }
+  };
+  const whole = JSON.parse(raw) as Json;
+  walk(whole, 'dashboard');
+  collectUrls(whole);
+  for (const url of linkUrls.filter((u) => u.startsWith('/explore'))) {
+    const panes = new URL(url, 'http://grafana').searchParams.get('panes');
+    assert.ok(panes, `explore link without panes: ${url}`);
+    walk(JSON.parse(panes) as Json, `link ${url.slice(0, 40)}…`);
+  }
+  assert.ok(refs > dashboard.panels.length, `only ${refs} datasource references found`);
+});
+
+test('panels link to the lease-operation traces in Tempo', () => {
+  const tempoLinks = (urls: string[]): string[] =>
+    urls.filter((u) => {
+      const panes = new URL(u, 'http://grafana').searchParams.get('panes') ?? '';
+      return panes.includes('"grinder-tempo"') && panes.includes('grinder.ha.');
+    });
+  const dashUrls = (dashboard.links ?? []).flatMap((l) => (l.url ? [l.url] : []));
+  assert.ok(tempoLinks(dashUrls).length > 0, 'no dashboard link to Tempo');
+  for (const title of ['Role of each replica', 'Lock failures by reason', 'Renew latency vs lease TTL']) {
+    const p = dashboard.panels.find((x) => x.title === title);
+    assert.ok(p, `no panel "${title}"`);
+    assert.ok(tempoLinks((p.links ?? []).map((l) => l.url)).length > 0, `"${title}" has no link to Tempo traces`);
+  }
+});
+
+test('no legend noise: every query names its series, single-series panels hide the legend', () => {
+  for (const p of dashboard.panels) {
+    for (const t of p.targets ?? []) {
+      assert.ok((t.legendFormat ?? '').trim() !== '' || p.type === 'stat', `"${p.title}" ${t.refId}: no legendFormat`);
+    }
+    const legend = p.options?.legend;
+    if (legend && typeof legend === 'object' && !Array.isArray(legend)) {
+      assert.deepEqual(legend.calcs, [], `"${p.title}": legend calcs add noise`);
+      if ((p.targets ?? []).length === 1 && !/\{\{/.test(p.targets?.[0]?.legendFormat ?? '')) {
+        assert.equal(legend.showLegend, false, `"${p.title}" has one series but shows a legend`);
+      }
+    }
+  }
+});
+
+test('the dashboard provider loads grafana/dashboards from where compose mounts it', () => {
+  const provider = parse(readFileSync(PROVIDER_PATH, 'utf8')) as { providers: { type: string; options: { path: string } }[] };
+  assert.deepEqual(
+    provider.providers.map((p) => [p.type, p.options.path]),
+    [['file', '/etc/grafana/dashboards']],
+  );
+});
+
+// ---------------------------------------------------------------------------------------------
+// Every query against a real Prometheus that scraped a real HA pair.
+
+describe('against a real Prometheus that scraped two real replicas and Redis', () => {
+  let stack: LiveStack | undefined;
+  let windowStart = 0;
+
+  before(async () => {
+    readFileSync(MAIN_JS); // fails early with ENOENT when `npm run build` has not run
+    const ports = [await freePort(), await freePort()];
+    stack = await LiveStack.start({ persistent: false, ports });
+    windowStart = Date.now() / 1000;
+    await stack.waitForSteadyState();
+    // Let renewals, live writes and rate windows accumulate before disturbing anything.
+    await sleep(4_000);
+    // A Redis outage: both replicas STANDBY, lock failures, Redis unreachable, alerts firing.
+    const s = stack;
+    await s.redis.stop('SIGTERM');
+    await waitFor('GrinderHABothStandby to fire', async () => ((await s.firing('GrinderHABothStandby')) ? true : undefined), 30_000, 250);
+    // Redis back (empty: one lease TTL of lock delay), a leader again, and some steady data after.
+    await s.redis.startProcess();
+    await s.waitForSteadyState();
+    await sleep(5_000);
+  });
+
+  after(async () => {
+    await stack?.stop();
+  });
+
+  /** The dashboard's variables and Grafana's built-ins, as Grafana would substitute them here. */
+  function substitute(expr: string, rangeSeconds: number): string {
+    const values: Record<string, string> = {
+      __rate_interval: '4s', // max($__interval + scrape, 4 × scrape) with the test's 1 s scrape
+      __interval: '1s',
+      __range: `${rangeSeconds}s`,
+    };
+    for (const v of dashboard.templating.list) values[v.name] = v.allValue ?? '.*'; // "All" selected
+    const out = expr.replace(/\$\{(\w+)\}|\$(\w+)/g, (m, a: string | undefined, b: string | undefined) => {
+      const name = a ?? b ?? '';
+      const val = values[name];
+      assert.ok(val !== undefined, `unknown variable ${m} in ${expr}`);
+      return val;
+    });
+    return out;
+  }
+
+  test('every panel query parses and returns data from a Prometheus that scraped the real replicas', async () => {
+    assert.ok(stack);
+    const prom = stack.prom;
+    const now = Date.now() / 1000;
+    const range = Math.ceil(now - windowStart);
+    const failures: string[] = [];
+    let checked = 0;
+    for (const p of dashboard.panels) {
+      for (const t of p.targets ?? []) {
+        const expr = substitute(t.expr, range);
+        const label = `"${p.title}" ${t.refId}: ${expr}`;
+        try {
+          const r = t.instant ? await prom.query(expr, now) : await prom.queryRange(expr, windowStart, now, 1);
+          const series = r.result as Sample[];
+          const points = series.reduce((n, s) => n + (s.values?.length ?? (s.value ? 1 : 0)), 0);
+          if (points === 0) failures.push(`${label}\n    returned no data`);
+        } catch (err) {
+          failures.push(`${label}\n    ${(err as Error).message}`);
+        }
+        checked++;
+      }
+    }
+    assert.deepEqual(failures, [], `${failures.length} of ${checked} queries failed:\n${failures.join('\n')}`);
+    assert.ok(checked >= dashboard.panels.filter((p) => p.type !== 'row').length, 'fewer queries than panels');
+  });
+
+  test('the replica variable query lists both replicas', async () => {
+    assert.ok(stack);
+    const v = dashboard.templating.list.find((x) => x.name === 'instance');
+    assert.ok(v);
+    const q = typeof v.query === 'string' ? v.query : v.query.query;
+    const m = /^label_values\((.+),\s*(\w+)\)$/.exec(q);
+    assert.ok(m, `unexpected variable query ${q}`);
+    const selector = m[1] as string;
+    const label = m[2] as string;
+    const res = await fetch(
+      `${stack.prom.url}/api/v1/label/${label}/values?${new URLSearchParams({ 'match[]': selector, start: String(windowStart) })}`,
+    );
+    const body = (await res.json()) as { status: string; data: string[] };
+    assert.equal(body.status, 'success');
+    assert.equal(body.data.length, 2, `instances: ${body.data.join(', ')}`);
+  });
+});

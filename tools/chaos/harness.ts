@@ -1,0 +1,558 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { freePort } from '../../test/support/ports';
+import {
+  analyze,
+  FAULT_KINDS,
+  mergeSnapshots,
+  type ChaosReport,
+  type FaultKind,
+  type FaultRecord,
+  type IncarnationRecord,
+  type RoleRecord,
+  type RunRecords,
+  type StreamEntry,
+} from './checker';
+import { ChaosProxy } from './proxy';
+import { monoNow, RedisProcess, ReplicaProcess } from './processes';
+
+/*
+ * The chaos harness: one persistent redis-server, N replicas each behind its own ChaosProxy, and a
+ * loop that injects one fault at a time, chosen at random under the seed, with a pause to settle
+ * after each. It records what the checker needs (stream snapshots, every incarnation's role
+ * changes, kill times, the faults) and hands them to analyze().
+ *
+ * Time bound: start-up (at most ~15 s to start replicas, plus the first election, which waits one
+ * TTL on a fresh Redis), then `durationS` of faults, then a short end phase (wait for a leader,
+ * stop everything, last snapshot). No fault starts unless it can end before the deadline.
+ */
+
+export interface ChaosOptions {
+  durationS: number;
+  replicas: number;
+  seed: number;
+  ttlMs: number;
+  renewMs: number;
+  /** The replicas' live-loop write interval. */
+  liveIntervalMs: number;
+  settleMinMs: number;
+  settleMaxMs: number;
+  /** Kinds to draw from (default: all). */
+  faults: readonly FaultKind[];
+  /** The replica entry point (default dist/main.js); another build, e.g. to see the checker catch a broken one. */
+  mainJs: string;
+  /** Keep every replica's log lines and the raw records here (not removed at the end). */
+  logsDir: string | null;
+  /** Aborting ends the fault phase early; the run still stops everything and reports. */
+  signal: AbortSignal;
+  progress: (line: string) => void;
+}
+
+export interface ChaosOutcome {
+  records: RunRecords;
+  report: ChaosReport;
+}
+
+export const LOCK_KEY = 'grinder:chaos:lock';
+export const STREAM_KEY = `${LOCK_KEY}:live`;
+
+/** mulberry32: a small, fast, seedable PRNG; plenty for choosing faults. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+class Aborted extends Error {}
+
+interface Slot {
+  instance: string;
+  port: number;
+  proxy: ChaosProxy;
+  current: ReplicaProcess;
+}
+
+/** One fault's random draws, all made before any timing-dependent step so a seed replays the same plan. */
+interface Plan {
+  kind: FaultKind;
+  settleMs: number;
+  preferActive: boolean;
+  targetIndex: number;
+  holdMs: number;
+  latencyMs: number;
+}
+
+export async function runChaos(opts: ChaosOptions): Promise<ChaosOutcome> {
+  const h = new Harness(opts);
+  return h.run();
+}
+
+class Harness {
+  private readonly o: ChaosOptions;
+  private readonly rand: () => number;
+  private readonly slots: Slot[] = [];
+  private readonly past: ReplicaProcess[] = [];
+  private readonly faults: FaultRecord[] = [];
+  private readonly errors: string[] = [];
+  private readonly snapshots: StreamEntry[][] = [];
+  private redis: RedisProcess | null = null;
+  private client: Redis | null = null;
+  private epoch = 0;
+  private lastId = '-';
+  private streamLock: Promise<void> = Promise.resolve();
+  private startMonoMs = 0;
+  private bag: FaultKind[] = [];
+
+  constructor(opts: ChaosOptions) {
+    this.o = opts;
+    this.rand = prng(opts.seed);
+  }
+
+  private log(line: string): void {
+    const t = this.startMonoMs === 0 ? 0 : (monoNow() - this.startMonoMs) / 1000;
+    this.o.progress(`[${t.toFixed(1).padStart(6)}s] ${line}`);
+  }
+
+  private between(min: number, max: number): number {
+    return Math.round(min + this.rand() * (max - min));
+  }
+
+  /** Shuffled bag: every kind comes up once before any comes up twice, so short runs see variety. */
+  private nextKind(): FaultKind {
+    if (this.bag.length === 0) {
+      const kinds = [...this.o.faults];
+      for (let i = kinds.length - 1; i > 0; i--) {
+        const j = Math.floor(this.rand() * (i + 1));
+        [kinds[i], kinds[j]] = [kinds[j] as FaultKind, kinds[i] as FaultKind];
+      }
+      this.bag = kinds;
+    }
+    return this.bag.shift() as FaultKind;
+  }
+
+  private plan(): Plan {
+    const { ttlMs } = this.o;
+    const kind = this.nextKind();
+    const settleMs = this.between(this.o.settleMinMs, this.o.settleMaxMs);
+    const preferActive = this.rand() < 0.6;
+    const targetIndex = Math.floor(this.rand() * this.o.replicas);
+    let holdMs = 0;
+    let latencyMs = 0;
+    switch (kind) {
+      case 'kill':
+        holdMs = this.between(0, 800); // down time before the restart
+        break;
+      case 'zombie':
+        holdMs = this.between(Math.round(ttlMs * 1.2), Math.round(ttlMs * 2.2));
+        break;
+      case 'redis-restart':
+      case 'redis-wipe':
+        holdMs = this.between(50, 800);
+        break;
+      case 'latency':
+        holdMs = this.between(1_000, 3_000);
+        // Up to 40% of the TTL each way: beyond a fifth, round trips outlast the command timeout.
+        latencyMs = this.between(5, Math.round(ttlMs * 0.4));
+        break;
+      case 'cut':
+      case 'partition':
+        holdMs = this.between(200, Math.round(ttlMs * 2));
+        break;
+    }
+    return { kind, settleMs, preferActive, targetIndex, holdMs, latencyMs };
+  }
+
+  async run(): Promise<ChaosOutcome> {
+    this.startMonoMs = monoNow();
+    let endMonoMs = this.startMonoMs;
+    try {
+      await this.setUp();
+      await this.faultPhase();
+      await this.awaitLeader('the end of the run', this.o.ttlMs * 3 + 2_000);
+      await this.sleep(Math.min(1_000, this.o.ttlMs), false);
+    } catch (err) {
+      if (!(err instanceof Aborted)) {
+        this.errors.push(`harness: ${err instanceof Error ? err.message : String(err)}`);
+        this.log(`harness error: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    } finally {
+      endMonoMs = await this.tearDown();
+    }
+    const records = this.records(endMonoMs);
+    if (this.o.logsDir) this.keepLogs(this.o.logsDir, records);
+    return { records, report: analyze(records) };
+  }
+
+  private async setUp(): Promise<void> {
+    const { o } = this;
+    this.redis = new RedisProcess(await freePort());
+    await this.redis.start();
+    this.log(`redis-server pid ${String(this.redis.pid)} on port ${this.redis.port} (appendonly, fsync always), dir ${this.redis.dir}`);
+    this.client = new Redis(this.redis.url, {
+      maxRetriesPerRequest: 1,
+      commandTimeout: 2_000,
+      retryStrategy: (times: number) => Math.min(50 * times, 250),
+    });
+    this.client.on('error', () => undefined); // outages are the point; snapshots report their own failures
+
+    const starting: Promise<void>[] = [];
+    for (let i = 0; i < o.replicas; i++) {
+      const proxy = await ChaosProxy.start({ targetPort: this.redis.port });
+      const instance = `chaos-${i + 1}`;
+      const port = await freePort();
+      const slot: Slot = { instance, port, proxy, current: this.spawn(instance, port, proxy.port, 0) };
+      this.slots.push(slot);
+      starting.push(slot.current.waitHealthy(15_000));
+    }
+    await Promise.all(starting);
+    for (const s of this.slots) this.log(`${s.instance}: pid ${String(s.current.pid)}, http ${s.port}, redis via proxy ${s.proxy.port}`);
+    // A fresh Redis holds everyone off for one TTL (the data-loss barrier), then someone leads.
+    const first = await this.awaitLeader('the first leader', o.ttlMs * 4 + 5_000);
+    this.log(`first leader: ${first.instance}`);
+    this.startSnapshots();
+  }
+
+  private spawn(instance: string, port: number, proxyPort: number, incarnation: number): ReplicaProcess {
+    const { o } = this;
+    return new ReplicaProcess({
+      mainJs: o.mainJs,
+      instance,
+      incarnation,
+      port,
+      env: {
+        GRINDER_HA_ENABLED: 'true',
+        GRINDER_REDIS_URL: `redis://127.0.0.1:${proxyPort}/0`,
+        GRINDER_HA_LOCK_TTL_MS: String(o.ttlMs),
+        GRINDER_HA_RENEW_INTERVAL_MS: String(o.renewMs),
+        GRINDER_HA_LOCK_KEY: LOCK_KEY,
+        GRINDER_LIVE_STREAM_KEY: STREAM_KEY,
+        GRINDER_LIVE_INTERVAL_MS: String(o.liveIntervalMs),
+        // Never trim: the checker wants every accepted write (the harness also snapshots).
+        GRINDER_LIVE_STREAM_MAXLEN: '100000000',
+        GRINDER_INSTANCE_ID: instance,
+        GRINDER_LOG_LEVEL: 'info',
+      },
+    });
+  }
+
+  private async faultPhase(): Promise<void> {
+    this.log(`fault phase: ${this.o.durationS} s, seed ${this.o.seed}, kinds ${this.o.faults.join(', ')}`);
+    const deadline = monoNow() + this.o.durationS * 1_000;
+    for (;;) {
+      const p = this.plan();
+      await this.sleep(p.settleMs);
+      const left = deadline - monoNow();
+      // Room for the fault itself plus the time it takes to act on it (a restart, finding the leader).
+      if (left < p.holdMs + 1_500) {
+        await this.sleep(Math.max(0, left));
+        return;
+      }
+      await this.inject(p);
+    }
+  }
+
+  private async inject(p: Plan): Promise<void> {
+    switch (p.kind) {
+      case 'kill':
+        return this.kill(p);
+      case 'zombie':
+        return this.zombie(p);
+      case 'redis-restart':
+        return this.redisRestart(p, false);
+      case 'redis-wipe':
+        return this.redisRestart(p, true);
+      case 'latency':
+      case 'cut':
+      case 'partition':
+        return this.network(p);
+    }
+  }
+
+  private record(kind: FaultKind, target: string | null, startMonoMs: number, detail: string): void {
+    this.faults.push({ kind, target, startMonoMs, endMonoMs: monoNow(), detail });
+  }
+
+  private async kill(p: Plan): Promise<void> {
+    const { slot, role } = await this.target(p);
+    const victim = slot.current;
+    this.log(`kill: SIGKILL ${slot.instance} (${role}), restart in ${p.holdMs} ms`);
+    const at = await victim.kill();
+    this.past.push(victim);
+    await this.sleep(p.holdMs, false);
+    slot.current = this.spawn(slot.instance, slot.port, slot.proxy.port, victim.incarnation + 1);
+    await slot.current.waitHealthy(15_000);
+    this.log(`kill: ${slot.instance} restarted, pid ${String(slot.current.pid)}`);
+    this.record('kill', slot.instance, at, `SIGKILL the ${role} replica; restarted ${p.holdMs} ms later`);
+  }
+
+  private async zombie(p: Plan): Promise<void> {
+    const active = await this.findActive(this.o.ttlMs * 3 + 1_000);
+    if (!active) {
+      this.log('zombie: no ACTIVE replica to pause; skipped');
+      return;
+    }
+    this.log(`zombie: SIGSTOP ${active.instance} (active) for ${p.holdMs} ms`);
+    const at = monoNow();
+    active.current.stop();
+    try {
+      await this.sleep(p.holdMs, false);
+    } finally {
+      active.current.cont();
+    }
+    this.record('zombie', active.instance, at, `SIGSTOP the active replica for ${p.holdMs} ms (TTL ${this.o.ttlMs}), then SIGCONT`);
+  }
+
+  private async redisRestart(p: Plan, loseData: boolean): Promise<void> {
+    const redis = this.redis as RedisProcess;
+    const kind: FaultKind = loseData ? 'redis-wipe' : 'redis-restart';
+    this.log(`${kind}: Redis down for ${p.holdMs} ms${loseData ? ', data lost' : ', data kept'}`);
+    let at = 0;
+    await this.withStream(async () => {
+      if (loseData) {
+        // No write may land between the last snapshot and the crash, or the checker never sees it.
+        await (this.client as Redis).call('CLIENT', 'PAUSE', '5000', 'WRITE');
+      }
+      await this.snapshot(true);
+      at = monoNow();
+      await redis.kill();
+      if (loseData) {
+        redis.wipe();
+        this.epoch += 1;
+        this.lastId = '-';
+      }
+    });
+    await this.sleep(p.holdMs, false);
+    await redis.start();
+    this.log(`${kind}: redis-server back, pid ${String(redis.pid)}`);
+    this.record(kind, null, at, `Redis SIGKILLed, ${loseData ? 'data directory emptied, ' : ''}back ${p.holdMs} ms later`);
+  }
+
+  private async network(p: Plan): Promise<void> {
+    const { slot, role } = await this.target(p);
+    const proxy = slot.proxy;
+    const at = monoNow();
+    let detail: string;
+    if (p.kind === 'latency') {
+      this.log(`latency: +${p.latencyMs} ms each way for ${slot.instance} (${role}) for ${p.holdMs} ms`);
+      proxy.setLatency(p.latencyMs);
+      detail = `+${p.latencyMs} ms each way for ${p.holdMs} ms on the ${role} replica`;
+    } else if (p.kind === 'cut') {
+      this.log(`cut: ${slot.instance} (${role}) cut off from Redis for ${p.holdMs} ms`);
+      proxy.cut();
+      detail = `connections reset for ${p.holdMs} ms on the ${role} replica`;
+    } else {
+      this.log(`partition: ${slot.instance} (${role}) partitioned from Redis for ${p.holdMs} ms`);
+      proxy.partition();
+      detail = `bytes held for ${p.holdMs} ms, then delivered, on the ${role} replica`;
+    }
+    try {
+      await this.sleep(p.holdMs, false);
+    } finally {
+      proxy.setLatency(0);
+      proxy.heal();
+    }
+    this.record(p.kind, slot.instance, at, detail);
+  }
+
+  /** The replica a fault hits: the ACTIVE one when the plan prefers it and one is found, else the drawn one. */
+  private async target(p: Plan): Promise<{ slot: Slot; role: string }> {
+    if (p.preferActive) {
+      const a = await this.findActive(this.o.ttlMs + 500);
+      if (a) return { slot: a, role: 'active' };
+    }
+    const slot = this.slots[p.targetIndex % this.slots.length] as Slot;
+    const role = await slot.current.readyRole();
+    return { slot, role };
+  }
+
+  private async findActive(timeoutMs: number): Promise<Slot | null> {
+    const until = monoNow() + timeoutMs;
+    for (;;) {
+      const roles = await Promise.all(this.slots.map((s) => s.current.readyRole()));
+      const i = roles.indexOf('active');
+      if (i >= 0) return this.slots[i] as Slot;
+      if (monoNow() >= until) return null;
+      await this.sleep(20, false);
+    }
+  }
+
+  private async awaitLeader(what: string, timeoutMs: number): Promise<Slot> {
+    const s = await this.findActive(timeoutMs);
+    if (!s) throw new Error(`no replica became ACTIVE within ${timeoutMs} ms, waiting for ${what}`);
+    return s;
+  }
+
+  // ---- the stream -------------------------------------------------------------------------------
+
+  /** Serializes everything that reads the stream or stops Redis. */
+  private async withStream<T>(fn: () => Promise<T>): Promise<T> {
+    const prev = this.streamLock;
+    let release = (): void => undefined;
+    this.streamLock = new Promise<void>((r) => {
+      release = r;
+    });
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  private snapshotTimer: NodeJS.Timeout | null = null;
+
+  /** A background snapshot every 2 s keeps each Redis data lifetime's entries safe in memory. */
+  private startSnapshots(): void {
+    const tick = (): void => {
+      this.snapshotTimer = setTimeout(() => {
+        void this.withStream(() => this.snapshot(false)).finally(() => {
+          if (this.snapshotTimer) tick();
+        });
+      }, 2_000);
+    };
+    tick();
+  }
+
+  private stopSnapshots(): void {
+    if (this.snapshotTimer) clearTimeout(this.snapshotTimer);
+    this.snapshotTimer = null;
+  }
+
+  /** Reads the stream from the last id seen on (inclusive; merging dedupes). Call inside withStream. */
+  private async snapshot(required: boolean): Promise<void> {
+    const client = this.client as Redis;
+    const redis = this.redis as RedisProcess;
+    if (!redis.running) {
+      if (required) throw new Error('cannot snapshot the stream: Redis is not running');
+      return;
+    }
+    try {
+      const got: StreamEntry[] = [];
+      for (;;) {
+        const rows = await client.xrange(STREAM_KEY, this.lastId, '+', 'COUNT', 2_000);
+        for (const [id, fields] of rows) got.push(toEntry(id, fields, this.epoch));
+        const last = rows[rows.length - 1];
+        if (last) this.lastId = last[0];
+        if (rows.length < 2_000) break;
+      }
+      this.snapshots.push(got);
+    } catch (err) {
+      if (required) throw new Error(`cannot snapshot the stream: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  // ---- end of run -------------------------------------------------------------------------------
+
+  /** Stops every process (replicas first, noting kill times), takes the last snapshot, cleans up. */
+  private async tearDown(): Promise<number> {
+    this.stopSnapshots();
+    for (const s of this.slots) {
+      s.proxy.setLatency(0);
+      s.proxy.heal();
+    }
+    for (const s of this.slots) {
+      if (s.current.alive) await s.current.kill();
+    }
+    const end = monoNow();
+    try {
+      if (this.redis?.running) await this.withStream(() => this.snapshot(true));
+    } catch (err) {
+      this.errors.push(`final snapshot: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    this.client?.disconnect();
+    for (const s of this.slots) await s.proxy.close().catch(() => undefined);
+    await this.redis?.cleanup().catch(() => undefined);
+    this.log(`stopped: ${this.slots.length} replicas, ${this.slots.length} proxies, redis-server; temp dir removed`);
+    return end;
+  }
+
+  private records(endMonoMs: number): RunRecords {
+    const all = [...this.past, ...this.slots.map((s) => s.current)];
+    const incarnations: IncarnationRecord[] = all.map((r) => ({
+      instance: r.instance,
+      incarnation: r.incarnation,
+      startedMonoMs: r.startedMonoMs,
+      end:
+        r.killedMonoMs !== null
+          ? { kind: 'killed', monoMs: r.killedMonoMs }
+          : r.exitMonoMs !== null
+            ? { kind: 'exited', monoMs: r.exitMonoMs, code: r.exitCode }
+            : { kind: 'running' },
+      roleChanges: r.lines.filter((l) => l.msg === 'role changed').map(toRoleRecord),
+      rejectedWrites: r.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('fenced live write rejected')).length,
+    }));
+    return {
+      seed: this.o.seed,
+      replicas: this.o.replicas,
+      ttlMs: this.o.ttlMs,
+      renewMs: this.o.renewMs,
+      startMonoMs: this.startMonoMs,
+      endMonoMs,
+      entries: mergeSnapshots(this.snapshots),
+      incarnations,
+      faults: this.faults,
+      harnessErrors: this.errors,
+    };
+  }
+
+  private keepLogs(dir: string, records: RunRecords): void {
+    mkdirSync(dir, { recursive: true });
+    for (const r of [...this.past, ...this.slots.map((s) => s.current)]) {
+      writeFileSync(join(dir, `${r.instance}.${r.incarnation}.log`), r.raw.join('\n') + '\n');
+    }
+    writeFileSync(join(dir, 'records.json'), JSON.stringify(records, null, 1));
+  }
+
+  /** Sleeps; with abortable=true (between faults) an abort ends the fault phase. */
+  private sleep(ms: number, abortable = true): Promise<void> {
+    const signal = this.o.signal;
+    return new Promise((resolve, reject) => {
+      if (abortable && signal.aborted) return reject(new Aborted());
+      const t = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(t);
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }
+      function onAbort(): void {
+        clearTimeout(t);
+        reject(new Aborted());
+      }
+      if (abortable) signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}
+
+function toEntry(id: string, fields: string[], epoch: number): StreamEntry {
+  const f = new Map<string, string>();
+  for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i] as string, fields[i + 1] as string);
+  return {
+    id,
+    epoch,
+    token: Number(f.get('token')),
+    instance: f.get('instance') ?? '?',
+    seq: Number(f.get('seq')),
+    monoMs: Number(f.get('mono_ms')),
+    wallMs: Number(f.get('wall_ms')),
+  };
+}
+
+function toRoleRecord(l: Record<string, unknown>): RoleRecord {
+  const num = (v: unknown): number | null => (typeof v === 'number' ? v : typeof v === 'string' && v !== '' && !Number.isNaN(Number(v)) ? Number(v) : null);
+  return {
+    from: String(l.from),
+    to: String(l.to),
+    token: num(l.token),
+    monoMs: num(l.mono_ms) ?? Number.NaN,
+    validUntilMonoMs: num(l.valid_until_mono_ms),
+    ...(typeof l.reason === 'string' ? { reason: l.reason } : {}),
+  };
+}
+
+export { FAULT_KINDS };

@@ -1,0 +1,207 @@
+/**
+ * npm run bench [-- --trials N] [--quick] [--json FILE] [--connections N] [--load-seconds S]
+ *
+ * Measures GRINDER HA with real processes (a redis-server of its own on a free port, two replicas
+ * run from a snapshot of dist/) and prints a Markdown table; the full results go to a JSON file.
+ * See docs/benchmarks.md for what each figure means and the latest results.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, release, totalmem, type } from 'node:os';
+import { dirname, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { REPO_ROOT } from '../../test/support/replica';
+import { Resources } from './cleanup';
+import { Pair, type LeaseTimingConfig } from './cluster';
+import { evaluateTargets, renderMarkdown, type BenchResult, type ConfigResult, type Machine } from './report';
+import { DistSnapshot } from './replica';
+import { crashFailover, gracefulHandover, loadAndMemory, redisRecovery, type LoadAndMemory } from './scenarios';
+import { round } from './stats';
+
+interface Options {
+  trials: number;
+  quick: boolean;
+  json: string;
+  connections: number;
+  loadSeconds: number;
+}
+
+const USAGE = `usage: npm run bench -- [--trials N] [--quick] [--json FILE] [--connections N] [--load-seconds S]
+  --trials N         trials per failover scenario and lease timing (default 10; 3 with --quick)
+  --quick            smoke run: short TTL only, 3 trials, 1 s of load
+  --json FILE        where to write the full results (default bench-results/bench.json)
+  --connections N    concurrent keep-alive connections of the load generator (default 50)
+  --load-seconds S   seconds of load per endpoint (default 5; 1 with --quick)`;
+
+function parseOptions(argv: readonly string[]): Options {
+  let trials: number | null = null;
+  let loadSeconds: number | null = null;
+  const o: Options = { trials: 10, quick: false, json: 'bench-results/bench.json', connections: 50, loadSeconds: 5 };
+  const positive = (name: string, v: string | undefined): number => {
+    const n = Number(v);
+    if (v === undefined || !Number.isInteger(n) || n < 1) throw new Error(`${name} needs a whole number ≥ 1, got ${String(v)}\n${USAGE}`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    const [name, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const value = (): string | undefined => inline ?? argv[++i];
+    switch (name) {
+      case '--trials': trials = positive(name, value()); break;
+      case '--quick': o.quick = true; break;
+      case '--json': {
+        const v = value();
+        if (!v) throw new Error(`--json needs a file name\n${USAGE}`);
+        o.json = v;
+        break;
+      }
+      case '--connections': o.connections = positive(name, value()); break;
+      case '--load-seconds': loadSeconds = positive(name, value()); break;
+      case '--help': case '-h':
+        process.stdout.write(`${USAGE}\n`);
+        process.exit(0);
+        break;
+      default: throw new Error(`unknown option ${a}\n${USAGE}`);
+    }
+  }
+  o.trials = trials ?? (o.quick ? 3 : 10);
+  o.loadSeconds = loadSeconds ?? (o.quick ? 1 : 5);
+  return o;
+}
+
+function machine(): Machine {
+  let redisServer = 'redis-server ?';
+  try {
+    const v = /v=(\S+)/.exec(execFileSync('redis-server', ['--version'], { encoding: 'utf8' }));
+    redisServer = `redis-server ${v?.[1] ?? '?'}`;
+  } catch {
+    // reported as unknown
+  }
+  const c = cpus();
+  return {
+    cpus: c.length,
+    cpuModel: c[0]?.model.trim() ?? 'unknown CPU',
+    totalMemoryGiB: round(totalmem() / 1024 ** 3, 1),
+    node: process.version,
+    os: `${type()} ${release()}`,
+    redisServer,
+  };
+}
+
+function gitInfo(): { commit: string; srcDirty: boolean } {
+  const git = (...args: string[]): string => execFileSync('git', args, { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
+  try {
+    return { commit: git('rev-parse', '--short', 'HEAD'), srcDirty: git('status', '--porcelain', '--', 'src').length > 0 };
+  } catch {
+    return { commit: 'unknown', srcDirty: false };
+  }
+}
+
+/** Rounds every number in the JSON to the microsecond; samples are measured no finer. */
+function jsonReplacer(_key: string, value: unknown): unknown {
+  return typeof value === 'number' && !Number.isInteger(value) ? round(value, 3) : value;
+}
+
+const log = (line: string): void => {
+  process.stdout.write(`${line}\n`);
+};
+
+async function benchConfig(timing: LeaseTimingConfig, opts: Options, res: Resources, snapshot: DistSnapshot, withLoad: boolean): Promise<{ config: ConfigResult; load: LoadAndMemory | null; loadError: string | null }> {
+  log(`\n== TTL ${timing.ttlMs} ms, renew ${timing.renewMs} ms (${timing.label}) ==`);
+  const t0 = performance.now();
+  const pair = await Pair.start(timing, snapshot, res);
+  try {
+    // A Redis that never saw GRINDER holds everyone off for one TTL (the data-loss barrier).
+    await pair.settled(timing.ttlMs * 3 + 10_000);
+    const firstActiveMs = performance.now() - t0;
+    log(`  first ACTIVE ${firstActiveMs.toFixed(0)} ms after start (data-loss barrier)`);
+    const crash = await crashFailover(pair, opts.trials, log);
+    const graceful = await gracefulHandover(pair, opts.trials, log);
+    const redisRestart = await redisRecovery(pair, opts.trials, log);
+    let load: LoadAndMemory | null = null;
+    let loadError: string | null = null;
+    if (withLoad) {
+      try {
+        load = await loadAndMemory(pair, res, opts.connections, opts.loadSeconds * 1_000, log);
+      } catch (err) {
+        // Keep the failover figures of a long run even when the load part breaks.
+        loadError = err instanceof Error ? err.message : String(err);
+        log(`  load/memory failed: ${loadError}`);
+      }
+    }
+    return { config: { timing, firstActiveMs, crash, graceful, redisRestart }, load, loadError };
+  } finally {
+    await pair.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  const res = new Resources();
+  let closing = false;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (closing) return;
+    closing = true;
+    process.stderr.write(`\nbench: ${sig}: stopping every process it started\n`);
+    const force = setTimeout(() => process.exit(130), 3_000);
+    void res.closeAll().finally(() => {
+      clearTimeout(force);
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('exit', () => res.killAllNow());
+
+  const m = machine();
+  const git = gitInfo();
+  log(`GRINDER HA bench: ${m.cpus} CPUs (${m.cpuModel}), Node ${m.node}, ${m.redisServer}, commit ${git.commit}${git.srcDirty ? ' (src/ has uncommitted changes)' : ''}`);
+  log(`trials ${opts.trials}${opts.quick ? ' (quick)' : ''}, load ${opts.connections} connections × ${opts.loadSeconds} s`);
+
+  const snapshot = res.snapshot(new DistSnapshot());
+  const timings: LeaseTimingConfig[] = [{ label: 'short', ttlMs: 1_500, renewMs: 300 }];
+  if (!opts.quick) timings.push({ label: 'default', ttlMs: 10_000, renewMs: 3_000 });
+
+  const configs: ConfigResult[] = [];
+  let load: LoadAndMemory | null = null;
+  const loadErrors: string[] = [];
+  try {
+    for (const [i, timing] of timings.entries()) {
+      const r = await benchConfig(timing, opts, res, snapshot, i === timings.length - 1);
+      configs.push(r.config);
+      load = r.load ?? load;
+      if (r.loadError) loadErrors.push(`load/memory: ${r.loadError}`);
+    }
+  } finally {
+    await res.closeAll();
+  }
+
+  const failures = configs.flatMap((c) => [
+    ...c.crash.failures.map((x) => `crash ${c.timing.ttlMs}/${c.timing.renewMs} ${x}`),
+    ...c.graceful.failures.map((x) => `graceful ${c.timing.ttlMs}/${c.timing.renewMs} ${x}`),
+    ...c.redisRestart.failures.map((x) => `redis restart ${c.timing.ttlMs}/${c.timing.renewMs} ${x}`),
+  ]).concat(loadErrors);
+  const result: BenchResult = {
+    date: new Date().toISOString(),
+    machine: m,
+    git,
+    options: { trials: opts.trials, quick: opts.quick, connections: opts.connections, loadSeconds: opts.loadSeconds },
+    configs,
+    load,
+    targets: evaluateTargets(configs),
+    failures,
+  };
+  log('');
+  log(renderMarkdown(result));
+  const file = resolve(opts.json);
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(result, jsonReplacer, 2)}\n`);
+  log(`\nfull results: ${file}`);
+  // A failed trial is a bug to look at; a missed target is a measurement and does not fail the run.
+  if (failures.length > 0) process.exitCode = 1;
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 1;
+});

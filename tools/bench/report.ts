@@ -1,0 +1,153 @@
+import type { LeaseTimingConfig } from './cluster';
+import type { CrashResult, GracefulResult, LoadAndMemory, LoadRun, RecoveryResult, Series } from './scenarios';
+
+export interface Machine {
+  cpus: number;
+  cpuModel: string;
+  totalMemoryGiB: number;
+  node: string;
+  os: string;
+  redisServer: string;
+}
+
+export interface ConfigResult {
+  timing: LeaseTimingConfig;
+  /** Fresh Redis to the first ACTIVE replica (one TTL: the data-loss barrier). */
+  firstActiveMs: number;
+  crash: CrashResult;
+  graceful: GracefulResult;
+  redisRestart: RecoveryResult;
+}
+
+export interface Target {
+  name: string;
+  timing: string;
+  rule: string;
+  measuredMs: number | null;
+  met: boolean;
+}
+
+export interface BenchResult {
+  date: string;
+  machine: Machine;
+  git: { commit: string; srcDirty: boolean };
+  options: { trials: number; quick: boolean; connections: number; loadSeconds: number };
+  configs: ConfigResult[];
+  load: LoadAndMemory | null;
+  targets: Target[];
+  failures: string[];
+}
+
+export const TARGETS = {
+  crashAfterExpiryMaxMs: 100,
+  gracefulMedianMs: 100,
+  redisRecoveryMaxMs: 1_000,
+};
+
+export function evaluateTargets(configs: readonly ConfigResult[]): Target[] {
+  const out: Target[] = [];
+  for (const c of configs) {
+    const timing = `${c.timing.ttlMs}/${c.timing.renewMs}`;
+    const after = c.crash.afterExpiry.summary?.max ?? null;
+    out.push({
+      name: 'crash: ACTIVE after the dead leader\'s lease expired',
+      timing,
+      rule: `every trial ≤ ${TARGETS.crashAfterExpiryMaxMs} ms`,
+      measuredMs: after,
+      met: after !== null && after <= TARGETS.crashAfterExpiryMaxMs && c.crash.failures.length === 0,
+    });
+    const graceful = c.graceful.handover.summary?.median ?? null;
+    out.push({
+      name: 'graceful handover',
+      timing,
+      rule: `median < ${TARGETS.gracefulMedianMs} ms`,
+      measuredMs: graceful,
+      met: graceful !== null && graceful < TARGETS.gracefulMedianMs && c.graceful.failures.length === 0,
+    });
+    const rec = c.redisRestart.recovery.summary?.max ?? null;
+    out.push({
+      name: 'Redis restart to one ACTIVE',
+      timing,
+      rule: `every trial < ${TARGETS.redisRecoveryMaxMs} ms`,
+      measuredMs: rec,
+      met: rec !== null && rec < TARGETS.redisRecoveryMaxMs && c.redisRestart.failures.length === 0 && c.redisRestart.doubleActivePolls === 0,
+    });
+  }
+  return out;
+}
+
+const f = (v: number | null | undefined, digits = 1): string => (v === null || v === undefined || Number.isNaN(v) ? '–' : v.toFixed(digits));
+
+function row(cells: readonly string[]): string {
+  return `| ${cells.join(' | ')} |`;
+}
+
+function seriesRow(name: string, c: ConfigResult, s: Series, target: string, met: string): string {
+  return row([name, `${c.timing.ttlMs} / ${c.timing.renewMs}`, String(s.samplesMs.length), f(s.summary?.median), f(s.summary?.max), target, met]);
+}
+
+const yes = (t: Target | undefined): string => (t === undefined ? '' : t.met ? '**yes**' : '**NO**');
+
+/** The report as Markdown, ready to paste into docs/benchmarks.md. */
+export function renderMarkdown(r: BenchResult): string {
+  const lines: string[] = [];
+  const m = r.machine;
+  lines.push(`Run ${r.date} on ${m.cpus} CPUs (${m.cpuModel}), ${f(m.totalMemoryGiB)} GiB RAM, ${m.os}, Node ${m.node}, ${m.redisServer}; commit ${r.git.commit}${r.git.srcDirty ? ' with uncommitted src/ changes' : ''}.`);
+  lines.push('');
+  lines.push(row(['Measurement', 'TTL / renew (ms)', 'Trials', 'Median (ms)', 'Max (ms)', 'Target', 'Met']));
+  lines.push(row(['---', '---', '---:', '---:', '---:', '---', '---']));
+  for (const c of r.configs) {
+    const timing = `${c.timing.ttlMs}/${c.timing.renewMs}`;
+    const t = (prefix: string): Target | undefined => r.targets.find((x) => x.timing === timing && x.name.startsWith(prefix));
+    lines.push(seriesRow('Crash failover: SIGKILL of the ACTIVE → the other\'s 200 on /readyz', c, c.crash.failover, '—', ''));
+    lines.push(seriesRow('… lease time left at the kill (Redis PTTL)', c, c.crash.leaseLeftAtKill, '—', ''));
+    lines.push(seriesRow('… ACTIVE after the dead leader\'s lease expired', c, c.crash.afterExpiry, `≤ ${TARGETS.crashAfterExpiryMaxMs} ms`, yes(t('crash'))));
+    lines.push(seriesRow('Graceful handover: SIGTERM of the ACTIVE → the other\'s 200', c, c.graceful.handover, `median < ${TARGETS.gracefulMedianMs} ms`, yes(t('graceful'))));
+    lines.push(seriesRow('Redis restart: redis-server started → exactly one 200', c, c.redisRestart.recovery, `< ${TARGETS.redisRecoveryMaxMs} ms`, yes(t('Redis'))));
+    lines.push(seriesRow('… from Redis answering PING', c, c.redisRestart.fromRedisAnswering, '—', ''));
+    lines.push(seriesRow('… (before it) Redis killed → both replicas STANDBY', c, c.redisRestart.bothStandbyAfterLoss, '—', ''));
+  }
+  if (r.load) {
+    const l = r.load;
+    lines.push('');
+    lines.push(`Load on the ACTIVE replica (${r.configs[r.configs.length - 1]?.timing.label ?? ''} TTL), ${l.connections} keep-alive connections from a separate process, ${r.options.loadSeconds} s after 1 s of warm-up:`);
+    lines.push('');
+    lines.push(row(['Endpoint', 'Body (bytes)', 'Requests/s', 'p50 (ms)', 'p99 (ms)', 'Max (ms)', 'Non-200 / errors', 'Replica CPU', 'Load generator CPU']));
+    lines.push(row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
+    const loadRow = (run: LoadRun): string => {
+      const non200 = Object.entries(run.statuses).filter(([s]) => s !== '200').reduce((a, [, n]) => a + n, 0);
+      return row([
+        `GET ${run.path}`,
+        String(run.responseBytes),
+        f(run.requestsPerSecond, 0),
+        f(run.latencyMs?.median, 2),
+        f(run.latencyMs?.p99, 2),
+        f(run.latencyMs?.max, 2),
+        `${non200} / ${run.errors}`,
+        `${f(run.replicaCpuPercent, 0)} %`,
+        `${f(run.generatorCpuPercent, 0)} %`,
+      ]);
+    };
+    lines.push(loadRow(l.readyz));
+    lines.push(loadRow(l.metrics));
+    lines.push('');
+    lines.push(row(['Replica memory (VmRSS)', 'MiB']));
+    lines.push(row(['---', '---:']));
+    lines.push(row(['ACTIVE, idle', f(l.memoryMiB.activeIdle)]));
+    lines.push(row(['STANDBY, idle', f(l.memoryMiB.standbyIdle)]));
+    lines.push(row(['ACTIVE, after the load', f(l.memoryMiB.activeAfterLoad)]));
+    lines.push(row(['ACTIVE, peak (VmHWM)', f(l.memoryMiB.activePeak)]));
+  }
+  lines.push('');
+  for (const c of r.configs) {
+    lines.push(`Fresh Redis → first ACTIVE (${c.timing.ttlMs}/${c.timing.renewMs}, the data-loss barrier): ${f(c.firstActiveMs)} ms.`);
+    const unsafe = c.redisRestart.doubleActivePolls;
+    if (unsafe > 0) lines.push(`**${unsafe} polls saw two replicas answer 200 at once after a Redis restart (${c.timing.ttlMs}/${c.timing.renewMs}).**`);
+  }
+  if (r.failures.length > 0) {
+    lines.push('');
+    lines.push('Failed trials:');
+    for (const x of r.failures) lines.push(`- ${x}`);
+  }
+  return lines.join('\n');
+}

@@ -216,6 +216,11 @@ export class LeaderElector implements HaStatusSource {
       result = await lock.acquire();
     } catch (err) {
       this.onUnavailable(err, 'acquire');
+      if (err instanceof LockUnavailableError && err.reason === 'timeout') {
+        // The acquire may have run in Redis after we stopped waiting, granting a lease nobody
+        // uses: on a slow link that would keep every replica out. Hand back whatever we got.
+        lock.abandon().catch(() => undefined);
+      }
       this.setRole('standby', 'lock store unavailable');
       return timing.renewIntervalMs;
     }

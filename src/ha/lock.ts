@@ -9,6 +9,11 @@ export interface LeaseLock {
   acquire(): Promise<AcquireResult>;
   renew(lease: Lease): Promise<RenewResult>;
   release(lease: Lease): Promise<ReleaseResult>;
+  /**
+   * Deletes any lease this process holds without knowing it: an acquire whose reply timed out may
+   * still have run in the store. Call only while holding no lease.
+   */
+  abandon(): Promise<ReleaseResult>;
   /** Whether the store is reachable right now, as far as the client knows. */
   isConnected(): boolean;
   /** `connected` after the connection (re)opens; `released` when some holder gave the lease up. */

@@ -116,6 +116,13 @@ export class RedisLeaseLock implements LeaseLock {
     return this.mapped('release', () => mapReleaseReply(reply));
   }
 
+  async abandon(): Promise<ReleaseResult> {
+    const reply = await this.call('release', () =>
+      this.redis.grinderReleaseSession(this.lockKey, this.opts.session, releaseChannelFor(this.lockKey)),
+    );
+    return this.mapped('release', () => mapReleaseReply(reply));
+  }
+
   async close(): Promise<void> {
     this.subscriber.disconnect();
     this.redis.disconnect();

@@ -28,6 +28,7 @@ declare module 'ioredis' {
     ): Result<RawReply, Context>;
     grinderRenew(lockKey: string, leaseValue: string, ttlMs: number): Result<RawReply, Context>;
     grinderRelease(lockKey: string, leaseValue: string, channel: string): Result<number, Context>;
+    grinderReleaseSession(lockKey: string, session: string, channel: string): Result<number, Context>;
   }
 }
 
@@ -35,6 +36,7 @@ const SCRIPTS = [
   { command: 'grinderAcquire', file: 'acquire-2.lua', numberOfKeys: 2 },
   { command: 'grinderRenew', file: 'renew-1.lua', numberOfKeys: 1 },
   { command: 'grinderRelease', file: 'release-1.lua', numberOfKeys: 1 },
+  { command: 'grinderReleaseSession', file: 'release-session-1.lua', numberOfKeys: 1 },
 ] as const;
 
 /** Reads a script shipped next to this module (copied into dist/ by the build). */

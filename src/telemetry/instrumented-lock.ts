@@ -71,6 +71,15 @@ export class InstrumentedLeaseLock implements LeaseLock {
     });
   }
 
+  abandon(): Promise<ReleaseResult> {
+    // Usually there is nothing to abandon: not_held is the expected answer, not a failure.
+    return this.traced('release', undefined, async (span) => {
+      const r = await this.inner.abandon();
+      span.setAttribute(Attr.result, r.kind === 'released' ? 'abandoned' : 'nothing_to_abandon');
+      return r;
+    });
+  }
+
   isConnected(): boolean {
     return this.inner.isConnected();
   }

@@ -12,6 +12,14 @@ const TTL = 5_000;
 let server: RedisServer;
 let raw: Redis;
 const opened: RedisLeaseLock[] = [];
+const clients: Redis[] = [];
+
+/** A raw client that after() closes even when the test fails half-way (an open socket would keep the file from ending). */
+function client(): Redis {
+  const c = new Redis(server.url);
+  clients.push(c);
+  return c;
+}
 
 before(async () => {
   server = await RedisServer.start();
@@ -20,6 +28,7 @@ before(async () => {
 
 after(async () => {
   for (const l of opened) await l.close();
+  for (const c of clients) c.disconnect();
   raw.disconnect();
   await server.cleanup();
 });
@@ -212,7 +221,7 @@ describe('release-1.lua', () => {
     const events: string[] = [];
     b.subscribe((e) => events.push(e));
     const lease = await pastBarrier(a);
-    const sub = new Redis(server.url);
+    const sub = client();
     const heard: string[] = [];
     await sub.subscribe(releaseChannelFor(key));
     sub.on('message', (_ch: string, msg: string) => heard.push(msg));
@@ -223,6 +232,39 @@ describe('release-1.lua', () => {
     await waitFor('the release announcement', () => (heard.length > 0 && events.includes('released') ? true : undefined));
     assert.deepEqual(heard, [lease.value]);
     sub.disconnect();
+  });
+});
+
+describe('release-session-1.lua', () => {
+  it("deletes a lease of this session that it did not know it held, and nobody else's", async () => {
+    const key = freshKey();
+    const a = await openLock(key, 'a');
+    const b = await openLock(key, 'b');
+    assert.equal((await a.abandon()).kind, 'not_held', 'nothing there');
+    const lease = await pastBarrier(a);
+    assert.equal((await b.abandon()).kind, 'not_held', "b cannot abandon a's lease");
+    assert.equal(await raw.get(key), lease.value);
+    assert.equal((await a.abandon()).kind, 'released');
+    assert.equal(await raw.exists(key), 0);
+    acquired(await b.acquire());
+  });
+
+  it('runs right after a late acquire on the same connection: a slow link does not keep the lease held', async () => {
+    const key = freshKey();
+    const a = await openLock(key, 'a', 100);
+    const b = await openLock(key, 'b');
+    await pastBarrier(b);
+    assert.equal((await b.release({ token: Number(await raw.get(counterKeyFor(key))), value: (await raw.get(key)) ?? '' })).kind, 'released');
+    // a's acquire reaches Redis only after a's client gave up on it.
+    const pauser = client();
+    try {
+      await pauser.call('CLIENT', 'PAUSE', '300', 'WRITE');
+      await assert.rejects(a.acquire(), (err: unknown) => err instanceof LockUnavailableError && err.reason === 'timeout');
+      await assert.rejects(a.abandon(), (err: unknown) => err instanceof LockUnavailableError && err.reason === 'timeout');
+      await waitFor('b to acquire once the paused commands ran', async () => ((await b.acquire()).kind === 'acquired' ? true : undefined), 3_000, 50);
+    } finally {
+      pauser.disconnect();
+    }
   });
 });
 
@@ -265,7 +307,7 @@ describe('RedisLeaseLock connection handling', () => {
   it('fails fast with reason timeout when Redis does not answer in time', async () => {
     const key = freshKey();
     const a = await openLock(key, 'a', 100);
-    const pauser = new Redis(server.url);
+    const pauser = client();
     await pauser.call('CLIENT', 'PAUSE', '600', 'ALL');
     const started = Date.now();
     await assert.rejects(a.acquire(), (err: unknown) => err instanceof LockUnavailableError && err.reason === 'timeout');

@@ -47,7 +47,12 @@ export class FakeLeaseStore {
   }
 }
 
-export type FailureMode = 'ok' | 'down' | 'hang' | 'timeout';
+/**
+ * ok: answers; down: fails at once (connection); hang: never answers; timeout: fails after 200 ms
+ * without running; late: runs at once, but the reply is lost (fails after 200 ms), like a command
+ * that reached Redis over a link slower than the client's timeout.
+ */
+export type FailureMode = 'ok' | 'down' | 'hang' | 'timeout' | 'late';
 
 export class FakeLock implements LeaseLock {
   readonly lockKey = 'test:lock';
@@ -129,12 +134,24 @@ export class FakeLock implements LeaseLock {
     });
   }
 
-  private run<T>(op: 'acquire' | 'renew' | 'release', apply: () => T): Promise<T> {
+  abandon(): Promise<ReleaseResult> {
+    return this.run('abandon', () => {
+      const cur = this.store.current();
+      if (cur === null || parseLeaseValue(cur)?.session !== this.session) return { kind: 'not_held' };
+      this.store.set(null);
+      this.store.announceRelease();
+      return { kind: 'released' };
+    });
+  }
+
+  private run<T>(op: 'acquire' | 'renew' | 'release' | 'abandon', apply: () => T): Promise<T> {
     this.calls.push(op);
-    if (this.mode === 'down') return Promise.reject(new LockUnavailableError(op, 'connection', 'fake: Redis is down'));
+    const lockOp = op === 'abandon' ? 'release' : op;
+    if (this.mode === 'down') return Promise.reject(new LockUnavailableError(lockOp, 'connection', 'fake: Redis is down'));
     if (this.mode === 'hang') return new Promise<T>(() => undefined);
-    if (this.mode === 'timeout') {
-      return new Promise<T>((_, reject) => this.schedule(() => reject(new LockUnavailableError(op, 'timeout', 'fake: timed out')), 200));
+    if (this.mode === 'timeout' || this.mode === 'late') {
+      if (this.mode === 'late') apply();
+      return new Promise<T>((_, reject) => this.schedule(() => reject(new LockUnavailableError(lockOp, 'timeout', 'fake: timed out')), 200));
     }
     if (this.latencyMs === 0) return Promise.resolve(apply());
     return new Promise<T>((resolve) => this.schedule(() => resolve(apply()), this.latencyMs));

@@ -156,6 +156,19 @@ describe('LeaderElector', () => {
     assert.equal(a.transitions.length, 1, 'no flapping');
   });
 
+  it('a standby whose acquires run in Redis but whose replies time out does not keep everyone out', async () => {
+    const sim = simulate(2);
+    const [slow, healthy] = sim.replicas as [SimReplica, SimReplica];
+    slow.lock.mode = 'late';
+    slow.elector.start();
+    await sim.time.advance(1);
+    healthy.elector.start();
+    await sim.time.advanceChecking(3 * TTL, 5, () => assertAtMostOneActive(sim));
+    assert.equal(slow.elector.currentRole(), 'standby');
+    assert.equal(healthy.elector.currentRole(), 'active', 'the healthy replica leads although the slow one keeps acquiring');
+    assert.ok(slow.lock.calls.includes('abandon'), 'the slow replica handed back what its late acquires got');
+  });
+
   it('steps down at once when its lease was taken over', async () => {
     const sim = simulate(1);
     const [a] = sim.replicas as [SimReplica];

@@ -473,6 +473,10 @@ class ScriptedLock implements LeaseLock {
     this.calls.push(`release ${lease.token}`);
     return this.releaseAnswer();
   }
+  abandon(): Promise<ReleaseResult> {
+    this.calls.push('abandon');
+    return this.releaseAnswer();
+  }
   isConnected(): boolean {
     return this.connected;
   }
@@ -671,6 +675,18 @@ describe('InstrumentedLeaseLock', () => {
     await lock.release(LEASE);
     assert.equal(onlySpan().attributes['grinder.ha.result'], 'not_held');
     assert.deepEqual(await failures(), { 'release/lost': 1 });
+  });
+
+  it('traces abandon() as a release and does not count "nothing to abandon" as a failure', async () => {
+    inner.releaseAnswer = async () => ({ kind: 'not_held' });
+    assert.deepEqual(await lock.abandon(), { kind: 'not_held' });
+    assert.equal(onlySpan().name, 'grinder.ha.release');
+    assert.equal(onlySpan().attributes['grinder.ha.result'], 'nothing_to_abandon');
+    assert.deepEqual(await failures(), {});
+    inner.releaseAnswer = async () => ({ kind: 'released' });
+    await lock.abandon();
+    assert.equal(spans()[1]?.attributes['grinder.ha.result'], 'abandoned');
+    assert.deepEqual(inner.calls, ['abandon', 'abandon']);
   });
 
   it('makes exactly one span per operation, each ended', async () => {

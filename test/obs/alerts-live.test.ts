@@ -71,34 +71,50 @@ test('a normal failover (ACTIVE killed, restarted by its supervisor) pages nobod
   );
 
   const from = await waitFor('exactly one ACTIVE replica', () => s.activeIndex(), 10_000, 50);
-  const to = 1 - from;
+  const tokenBefore = await fencingToken(s, from);
   const watch = watchFiring(s);
-  const killedAt = Date.now() / 1000;
-  await s.replicas[from]?.stop('SIGKILL');
-  // Its supervisor (compose `restart: unless-stopped`) brings it back a moment later, as STANDBY.
-  await sleep(1_000);
-  await s.restartReplica(from);
-  await waitFor(
-    `the standby (${to}) to take over`,
-    async () => ((await s.replicas[to]?.readyRole()) === 'active' ? true : undefined),
-    4 * TTL_MS,
-    50,
-  );
-  await s.waitForSteadyState();
-  // Stay well past the BothStandby for: (30 s × SCALE) and the ReplicaDown for: (1 m × SCALE)
-  // counted from the kill, so anything the failover could trigger has had time to fire.
-  const waitUntil = killedAt + 60 * SCALE + 4;
-  await sleep(Math.max(0, waitUntil * 1000 - Date.now()));
-  await watch.stop();
+  let newLeader: number;
+  let killedAt: number;
+  try {
+    killedAt = Date.now() / 1000;
+    await s.replicas[from]?.stop('SIGKILL');
+    // Its supervisor (compose `restart: unless-stopped`) brings it back a moment later, within the
+    // dead leader's lease: both replicas are then STANDBY and either may win when the lease expires.
+    await sleep(1_000);
+    await s.restartReplica(from);
+    newLeader = await waitFor(
+      'a new leadership after the lease of the killed one expired',
+      async () => {
+        const i = await s.activeIndex();
+        return i !== undefined && (await fencingToken(s, i)) > tokenBefore ? i : undefined;
+      },
+      4 * TTL_MS,
+      50,
+    );
+    await s.waitForSteadyState();
+    // Stay well past the BothStandby for: (30 s × SCALE) and the ReplicaDown for: (1 m × SCALE)
+    // counted from the kill, so anything the failover could trigger has had time to fire.
+    const waitUntil = killedAt + 60 * SCALE + 4;
+    await sleep(Math.max(0, waitUntil * 1000 - Date.now()));
+  } finally {
+    // Also on failure: a poller left running would keep this file's process alive forever.
+    await watch.stop();
+  }
 
   assert.deepEqual(watch.seen.map((a) => a.labels.alertname), [], 'alerts fired during a normal failover');
   // Authoritative: Prometheus' own ALERTS series over the whole window has no firing sample.
   const now = Date.now() / 1000;
   const r = await s.prom.queryRange('ALERTS{alertstate="firing", alertname=~"GrinderHA.*"}', killedAt - 1, now, 1);
   assert.deepEqual((r.result as Sample[]).map((x) => x.metric.alertname), []);
-  // The failover really happened, and Prometheus saw the other replica take over.
-  assert.equal(await s.activeIndex(), to);
+  // The failover really happened, and the new leadership is still the one in charge.
+  assert.equal(await s.activeIndex(), newLeader);
+  assert.ok((await fencingToken(s, newLeader)) > tokenBefore);
 });
+
+async function fencingToken(s: LiveStack, i: number): Promise<number> {
+  const status = JSON.parse((await s.replicas[i]?.get('/status'))?.body ?? '{}') as { fencing_token?: unknown };
+  return typeof status.fencing_token === 'number' ? status.fencing_token : -1;
+}
 
 test('Redis stops: GrinderHABothStandby fires; Redis starts: it resolves', async () => {
   const s = live();

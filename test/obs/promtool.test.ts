@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
+import { headingAnchors } from '../support/markdown';
 import { REPO_ROOT } from '../support/replica';
 import { parseDurationMs } from '../support/prometheus';
 
@@ -46,14 +47,6 @@ function alertRules(): AlertRule[] {
     .filter((r): r is AlertRule => 'alert' in r);
 }
 
-/** GitHub's heading anchor: lower case, punctuation other than - and _ dropped, spaces → -. */
-function githubSlug(heading: string): string {
-  return heading
-    .trim()
-    .toLowerCase()
-    .replace(/[^\p{L}\p{N}\s_-]/gu, '')
-    .replace(/\s/g, '-');
-}
 
 test('there are rule files to check', () => {
   assert.ok(RULE_FILES.length > 0, 'no prometheus/rules/*.yml');
@@ -119,7 +112,7 @@ test('the six HA alerts exist, each with severity, summary, description, runbook
     ],
   );
   const runbook = readFileSync(RUNBOOK, 'utf8');
-  const anchors = new Set([...runbook.matchAll(/^#{1,6} (.+)$/gm)].map((m) => githubSlug(m[1] ?? '')));
+  const anchors = headingAnchors(runbook);
   const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as { uid: string };
   for (const r of rules) {
     assert.match(r.labels?.severity ?? '', /^(critical|warning)$/, `${r.alert} severity`);

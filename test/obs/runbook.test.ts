@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { headingAnchors } from '../support/markdown';
 import { REPO_ROOT } from '../support/replica';
 
 const RUNBOOK = readFileSync(join(REPO_ROOT, 'docs', 'runbooks', 'ha-operations.md'), 'utf8');
@@ -19,13 +20,6 @@ function codeLines(md: string): string[] {
   return out;
 }
 
-function githubSlug(heading: string): string {
-  return heading
-    .trim()
-    .toLowerCase()
-    .replace(/[^\p{L}\p{N}\s_-]/gu, '')
-    .replace(/\s/g, '-');
-}
 
 test("the runbook keeps the operators' commands, names, ports and bodies", () => {
   const lines = codeLines(RUNBOOK);
@@ -85,7 +79,7 @@ test('the runbook documents the ports the observability compose file publishes, 
 });
 
 test('every in-page link of the runbook points at a heading', () => {
-  const anchors = new Set([...RUNBOOK.matchAll(/^#{1,6} (.+)$/gm)].map((m) => githubSlug(m[1] ?? '')));
+  const anchors = headingAnchors(RUNBOOK);
   const links = [...RUNBOOK.matchAll(/\]\(#([^)]+)\)/g)].map((m) => m[1] ?? '');
   assert.ok(links.length > 5);
   for (const l of links) assert.ok(anchors.has(l), `broken link #${l}`);

@@ -60,7 +60,7 @@ export class RedisServer {
     proc.once('exit', () => {
       if (this.proc === proc) this.proc = undefined;
     });
-    await waitFor(`redis-server on port ${this.port}`, () => this.ping(), 10_000);
+    await waitFor(`redis-server on port ${this.port}`, async () => ((await redisPing(this.port)) ? true : undefined), 10_000);
   }
 
   /** Stops the server. SIGKILL loses nothing that appendfsync=always already wrote. */
@@ -87,24 +87,25 @@ export class RedisServer {
     await this.stop();
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
 
-  private ping(): Promise<true | undefined> {
-    return new Promise((resolve) => {
-      const sock = createConnection({ host: '127.0.0.1', port: this.port });
-      let buf = '';
-      sock.setTimeout(500, () => {
-        sock.destroy();
-        resolve(undefined);
-      });
-      sock.on('error', () => resolve(undefined));
-      sock.on('connect', () => sock.write('PING\r\n'));
-      sock.on('data', (d) => {
-        buf += d.toString();
-        if (buf.includes('\r\n')) {
-          sock.end();
-          resolve(buf.startsWith('+PONG') || buf.startsWith('-NOAUTH') ? true : undefined);
-        }
-      });
+/** True when a Redis answers PING on 127.0.0.1:port (NOAUTH counts: it is up, just password-protected). */
+export function redisPing(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = createConnection({ host: '127.0.0.1', port });
+    let buf = '';
+    sock.setTimeout(500, () => {
+      sock.destroy();
+      resolve(false);
     });
-  }
+    sock.on('error', () => resolve(false));
+    sock.on('connect', () => sock.write('PING\r\n'));
+    sock.on('data', (d: Buffer) => {
+      buf += d.toString();
+      if (buf.includes('\r\n')) {
+        sock.end();
+        resolve(buf.startsWith('+PONG') || buf.startsWith('-NOAUTH'));
+      }
+    });
+  });
 }

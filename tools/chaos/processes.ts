@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { redisPing } from '../../test/support/redis';
 import { waitFor } from '../../test/support/wait';
 
 /*
@@ -84,7 +84,7 @@ export class RedisProcess {
       async () => {
         if (spawnError) throw new Error(`could not start redis-server (is it on PATH?): ${(spawnError as Error).message}`);
         if (this.proc !== proc) throw new Error(`redis-server exited at start: ${stderr.trim()}`);
-        return (await ping(this.port)) ? true : undefined;
+        return (await redisPing(this.port)) ? true : undefined;
       },
       10_000,
     );
@@ -113,25 +113,6 @@ export class RedisProcess {
   }
 }
 
-function ping(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = createConnection({ host: '127.0.0.1', port });
-    let buf = '';
-    sock.setTimeout(500, () => {
-      sock.destroy();
-      resolve(false);
-    });
-    sock.on('error', () => resolve(false));
-    sock.on('connect', () => sock.write('PING\r\n'));
-    sock.on('data', (d: Buffer) => {
-      buf += d.toString();
-      if (buf.includes('\r\n')) {
-        sock.end();
-        resolve(buf.startsWith('+PONG'));
-      }
-    });
-  });
-}
 
 export interface ReplicaSpec {
   /** The entry point to run (default dist/main.js). */

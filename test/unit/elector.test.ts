@@ -56,6 +56,17 @@ function simulate(n: number, opts: { counter?: number | null } = {}): Sim {
   return { time, store, replicas };
 }
 
+/** Two replicas: a starts first and leads, b starts next and stands by. */
+async function leaderAndStandby(): Promise<{ sim: Sim; a: SimReplica; b: SimReplica }> {
+  const sim = simulate(2);
+  const [a, b] = sim.replicas as [SimReplica, SimReplica];
+  a.elector.start();
+  await sim.time.advance(1);
+  b.elector.start();
+  await sim.time.advance(1);
+  return { sim, a, b };
+}
+
 function roles(sim: Sim): Role[] {
   return sim.replicas.map((r) => r.elector.currentRole());
 }
@@ -94,12 +105,7 @@ describe('LeaderElector', () => {
   });
 
   it('steps down by its own clock at sentAt + TTL - margin when Redis stops answering, and the standby takes over only after expiry', async () => {
-    const sim = simulate(2);
-    const [a, b] = sim.replicas as [SimReplica, SimReplica];
-    a.elector.start();
-    await sim.time.advance(1);
-    b.elector.start();
-    await sim.time.advance(1);
+    const { sim, a, b } = await leaderAndStandby();
     assert.equal(a.elector.currentRole(), 'active');
     const lastOk = sim.time.now() - 2; // a acquired at t0 (sent at t0)
     a.lock.mode = 'down';
@@ -119,12 +125,7 @@ describe('LeaderElector', () => {
   });
 
   it('never answers ACTIVE after a pause longer than the lease, not even to the first question after waking', async () => {
-    const sim = simulate(2);
-    const [a, b] = sim.replicas as [SimReplica, SimReplica];
-    a.elector.start();
-    await sim.time.advance(1);
-    b.elector.start();
-    await sim.time.advance(1);
+    const { sim, a, b } = await leaderAndStandby();
     assert.equal(a.elector.currentRole(), 'active');
     const signal = a.contexts[0]?.signal;
     a.clock.paused = true; // SIGSTOP: no timers, no renewals
@@ -206,12 +207,7 @@ describe('LeaderElector', () => {
   });
 
   it('retries right when the holder lease expires, not at the next fixed tick', async () => {
-    const sim = simulate(2);
-    const [a, b] = sim.replicas as [SimReplica, SimReplica];
-    a.elector.start();
-    await sim.time.advance(1);
-    b.elector.start();
-    await sim.time.advance(1);
+    const { sim, a, b } = await leaderAndStandby();
     a.clock.paused = true; // the leader dies: no more renewals
     const expiresAt = sim.store.expiresAt;
     await sim.time.advance(expiresAt - sim.time.now() - 1);
@@ -221,12 +217,7 @@ describe('LeaderElector', () => {
   });
 
   it('retries at once when a holder announces its release or the connection comes back', async () => {
-    const sim = simulate(2);
-    const [a, b] = sim.replicas as [SimReplica, SimReplica];
-    a.elector.start();
-    await sim.time.advance(1);
-    b.elector.start();
-    await sim.time.advance(1);
+    const { sim, a, b } = await leaderAndStandby();
     await a.elector.stop();
     await sim.time.advance(0);
     assert.equal(b.elector.currentRole(), 'active', 'handover without waiting for a tick');
@@ -257,12 +248,7 @@ describe('LeaderElector', () => {
   });
 
   it('resign() steps down at once, releases and lets another replica lead with a higher token', async () => {
-    const sim = simulate(2);
-    const [a, b] = sim.replicas as [SimReplica, SimReplica];
-    a.elector.start();
-    await sim.time.advance(1);
-    b.elector.start();
-    await sim.time.advance(1);
+    const { sim, a, b } = await leaderAndStandby();
     a.contexts[0]?.resign('test');
     assert.equal(a.elector.currentRole(), 'standby');
     await sim.time.advance(1);
@@ -271,12 +257,7 @@ describe('LeaderElector', () => {
   });
 
   it('reports a stuck loop (a call that never returns) as unhealthy, and a healthy standby as healthy', async () => {
-    const sim = simulate(2);
-    const [a, b] = sim.replicas as [SimReplica, SimReplica];
-    a.elector.start();
-    await sim.time.advance(1);
-    b.elector.start();
-    await sim.time.advance(1);
+    const { sim, a, b } = await leaderAndStandby();
     a.lock.mode = 'hang';
     await sim.time.advance(TTL + RENEW * 2);
     assert.equal(a.elector.snapshot().loopHealthy, false);

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Redis, Result } from 'ioredis';
+import { UnexpectedReplyError } from '../ha/scripts';
 
 /**
  * Fenced writes: the reusable piece that turns the lease's fencing token into safety. Any leader
@@ -63,6 +64,6 @@ export class FencedStream {
     const [code, value] = reply;
     if (code === 1) return { accepted: true, id: String(value) };
     if (code === -1) return { accepted: false, newestToken: Number(value) };
-    throw new Error(`the fenced-append script answered ${JSON.stringify(reply)}, which its header does not allow`);
+    throw new UnexpectedReplyError('fenced-append', reply);
   }
 }

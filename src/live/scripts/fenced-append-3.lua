@@ -18,10 +18,13 @@
     {-1, newest}         rejected: a newer leadership (token newest, a decimal string) exists
 ]]
 local token = tonumber(ARGV[1])
-local newest = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), tonumber(redis.call('GET', KEYS[3]) or '0'))
+local fence = tonumber(redis.call('GET', KEYS[2]) or '0')
+local newest = math.max(fence, tonumber(redis.call('GET', KEYS[3]) or '0'))
 if token < newest then
   return {-1, string.format('%.0f', newest)}
 end
-redis.call('SET', KEYS[2], ARGV[1])
+if token > fence then
+  redis.call('SET', KEYS[2], ARGV[1])
+end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'token', ARGV[1], unpack(ARGV, 3))
 return {1, id}

@@ -75,7 +75,9 @@ describe('the service as containers run it (node dist/main.js)', () => {
   it('started while Redis is down, becomes ACTIVE as soon as Redis appears', async () => {
     const port = await freePort();
     const r = await replica(haEnv(`redis://127.0.0.1:${port}/0`, 'early'));
-    await sleep(TTL);
+    await waitFor('an acquire attempt that found no Redis', async () =>
+      /grinder_ha_lock_failures_total\{operation="acquire",reason="connection"\} [1-9]/.test((await r.get('/metrics')).body) ? true : undefined,
+    );
     assert.equal(await r.readyRole(), 'standby');
     assert.equal(JSON.parse((await r.get('/status')).body).redis_connected, false);
     const server = await redis({ port, persistent: true });
@@ -94,7 +96,6 @@ describe('the service as containers run it (node dist/main.js)', () => {
     await becomes(b, 'standby');
     a.signal('SIGSTOP');
     await becomes(b, 'active');
-    await sleep(RENEW);
     // Queued in the kernel while a is stopped: it is the first thing a handles when it wakes.
     const firstAnswer = a.get('/readyz');
     await sleep(50);

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { leaseTiming } from './ha/timing';
+import { leaseKeys } from './redis/keys';
 
 /**
  * Start-up configuration, from environment variables (and `--metrics-port N`). Everything is
@@ -25,6 +26,8 @@ export interface LiveConfig {
   intervalMs: number;
   streamKey: string;
   streamMaxLen: number;
+  /** Consecutive failed live writes after which the leader resigns. */
+  maxConsecutiveFailures: number;
 }
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -42,6 +45,7 @@ export const DEFAULTS = {
   liveEnabled: true,
   liveIntervalMs: 1_000,
   liveStreamMaxLen: 10_000,
+  liveMaxFailures: 3,
 };
 
 /** The exit code for a configuration the service refuses to start with. */
@@ -209,9 +213,11 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
   const live: LiveConfig = {
     enabled: readBool(env, 'GRINDER_LIVE_ENABLED', DEFAULTS.liveEnabled),
     intervalMs: readInt(env, 'GRINDER_LIVE_INTERVAL_MS', DEFAULTS.liveIntervalMs, 10, 3_600_000, ' of milliseconds'),
-    streamKey: readString(env, 'GRINDER_LIVE_STREAM_KEY', `${lockKey}:live`),
+    streamKey: readString(env, 'GRINDER_LIVE_STREAM_KEY', leaseKeys(lockKey).liveStream),
     streamMaxLen: readInt(env, 'GRINDER_LIVE_STREAM_MAXLEN', DEFAULTS.liveStreamMaxLen, 1, 100_000_000),
+    maxConsecutiveFailures: readInt(env, 'GRINDER_LIVE_MAX_FAILURES', DEFAULTS.liveMaxFailures, 1, 1_000),
   };
+  if (/\s/.test(live.streamKey)) throw new ConfigError('GRINDER_LIVE_STREAM_KEY', live.streamKey, 'must not contain white space');
 
   return {
     haEnabled,

@@ -6,15 +6,17 @@ import { redactRedisUrl } from './config';
 import { systemClock } from './ha/clock';
 import { LeaderElector, errMessage } from './ha/elector';
 import { RedisLeaseLock } from './ha/redis-lock';
-import type { HaStatusSource, LeaderWork, Role } from './ha/role';
+import type { HaStatusSource, Role } from './ha/role';
 import { SoloLeader } from './ha/solo';
 import { leaseTiming } from './ha/timing';
 import { createHttpApp } from './http/app';
 import { createLogger } from './log';
 import { InstrumentedLeaseLock } from './telemetry/instrumented-lock';
-import { createInstruments, observeState, type LiveStatsSource } from './telemetry/metrics';
+import { FencedStream } from './live/fence';
+import { createInstruments, observeState } from './telemetry/metrics';
 import { startTelemetry } from './telemetry/sdk';
 import { VERSION } from './version';
+import type { LeaderWorkDeps, LeaderWorkPlugin } from './work';
 
 export interface RunningService {
   readonly port: number;
@@ -28,17 +30,6 @@ export interface ServiceOptions {
   env: Record<string, string | undefined>;
   /** The work to run while ACTIVE (main wires the built-in live loop through this). */
   leaderWork?: (deps: LeaderWorkDeps) => LeaderWorkPlugin | null;
-}
-
-export interface LeaderWorkPlugin {
-  work: LeaderWork;
-  stats?: LiveStatsSource;
-}
-
-export interface LeaderWorkDeps {
-  lock: RedisLeaseLock | null;
-  log: Logger;
-  instruments: ReturnType<typeof createInstruments>;
 }
 
 /** Wires config, telemetry, election and HTTP together and starts them. */
@@ -58,6 +49,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   if (config.haEnabled) {
     const timing = leaseTiming(config.lockTtlMs, config.renewIntervalMs);
     let lastConnectionError = '';
+    let lastFacts = '';
     redisLock = new RedisLeaseLock({
       redisUrl: config.redisUrl,
       lockKey: config.lockKey,
@@ -65,6 +57,25 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       session: randomBytes(8).toString('hex'),
       ttlMs: config.lockTtlMs,
       commandTimeoutMs: timing.commandTimeoutMs,
+      onFacts: (facts) => {
+        // Said once per distinct finding: every reconnect reads it again.
+        const finding = `${facts.maxmemoryPolicy}|${facts.durable}`;
+        if (finding === lastFacts) return;
+        lastFacts = finding;
+        if (facts.maxmemoryPolicy !== null && facts.maxmemoryPolicy !== 'noeviction') {
+          log.error(
+            { maxmemory_policy: facts.maxmemoryPolicy },
+            `Redis evicts keys under memory pressure (maxmemory-policy ${facts.maxmemoryPolicy}): an evicted lease record costs a barrier with no leader; set maxmemory-policy noeviction`,
+          );
+        }
+        if (facts.maxmemoryPolicy === null) log.warn('cannot read Redis maxmemory-policy (CONFIG not allowed); make sure it is noeviction');
+        if (facts.durable !== true) {
+          log.info(
+            { durable: facts.durable },
+            'Redis may lose acknowledged writes in a restart (not appendonly yes + appendfsync always, or unknown): after any reconnect, standbys wait a full TTL before taking over',
+          );
+        }
+      },
       onConnectionError: (err) => {
         // ioredis reports every reconnect attempt; say each distinct problem once.
         if (err.message === lastConnectionError) return;
@@ -73,18 +84,32 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       },
     });
     redisLock.subscribe((event) => {
-      if (event === 'connected') {
+      if (event.kind === 'connected') {
         lastConnectionError = '';
         log.info({ redis: redactRedisUrl(config.redisUrl) }, 'Redis connection ready');
       }
     });
     const lock = new InstrumentedLeaseLock(redisLock, telemetry.tracer, instruments, config.instanceId, log, () => systemClock.now());
-    ha = new LeaderElector({ instanceId: config.instanceId, timing, lock, clock: systemClock, log, onTransition });
+    ha = new LeaderElector({
+      instanceId: config.instanceId,
+      timing,
+      lock,
+      clock: systemClock,
+      log,
+      onTransition,
+      onBarrier: (reason) => instruments.barrier(reason),
+    });
   } else {
     ha = new SoloLeader(config.instanceId, log, onTransition);
   }
 
-  const plugin = opts.leaderWork?.({ lock: redisLock, log, instruments }) ?? null;
+  const leaseLock = redisLock;
+  const deps: LeaderWorkDeps = {
+    fencedStream: leaseLock ? (streamKey, maxLen) => new FencedStream(leaseLock.client, { streamKey, keys: leaseLock.keys, maxLen }) : null,
+    log,
+    instruments,
+  };
+  const plugin = opts.leaderWork?.(deps) ?? null;
   if (plugin) ha.onLeading(plugin.work);
 
   observeState(telemetry.meter, {

@@ -1,42 +1,91 @@
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from './clock';
-import { LockUnavailableError, type Holder, type Lease, type LeaseLock } from './lock';
+import {
+  LockUnavailableError,
+  MAX_TTL_MS,
+  type AcquireResult,
+  type Announcement,
+  type BarrierReason,
+  type Lease,
+  type LeaseLock,
+  type LockEvent,
+  type LockOperation,
+} from './lock';
 import type { HaSnapshot, HaStatusSource, LeaderContext, LeaderWork, Role } from './role';
 import type { LeaseTiming } from './timing';
+import { VersionWatch } from './watch';
 
 /*
- * SAFETY — what the lease does and does not guarantee.
+ * SAFETY — what the lease does and does not guarantee, and what it assumes.
  *
- * Model. One Redis key holds the lease with a PX expiry. Acquire, renew and release are Lua
- * scripts, so each compare-and-set runs atomically on the Redis server. Redis, not any replica,
- * decides who holds the key; replicas only decide when they *stop believing* they hold it.
+ * Model. One Redis key holds the lease record: state (held, free, barrier), fencing token, the
+ * holder's TTL and session, and a random version that every change replaces. The record never
+ * expires in Redis. Acquire, renew and release are Lua scripts, so each compare-and-set runs
+ * atomically on the Redis server; a script that runs after its caller gave up waiting is harmless
+ * (each script header says why).
  *
  * The holder's deadline. A replica notes its monotonic clock at the moment it SENDS an acquire or
- * renew (t0). Redis applies the expiry after receiving the command, so the key cannot expire
- * before t0 + TTL on the holder's clock — provided the two clocks advance at about the same rate.
- * The holder therefore calls itself ACTIVE only until t0 + TTL − safetyMargin. The margin covers
- * clock-rate drift (1% of the TTL; NTP slews far less) and a step-down timer firing late (25 ms).
- * It does not need to cover network delay: that only moves Redis' expiry later.
+ * renew (t0) and calls itself ACTIVE only until t0 + TTL − safetyMargin. The margin covers clock
+ * rate drift between hosts (1% of the TTL; NTP slews far less) and a step-down timer firing late
+ * (25 ms). The deadline is checked whenever anyone asks for the role (/readyz, /metrics,
+ * LeaderContext.isLeader(), every loop tick), so after a pause (GC, SIGSTOP, a suspended VM) the
+ * first question already sees that it passed and answers STANDBY.
  *
- * Judged when asked. The deadline is checked every time anyone asks for the role (/readyz,
- * /metrics, LeaderContext.isLeader(), the start of every loop tick), not only when a timer fires.
- * After a long pause (GC, SIGSTOP) the first question after waking already sees the deadline has
- * passed, steps down (firing the leader work's AbortSignal) and answers STANDBY.
+ * Taking over. Nothing expires in Redis; expiry lives in the standbys. A standby may take over a
+ * record version only after it has watched that version stand still for the longest TTL it knows
+ * any holder used (the record's TTL and max TTL, its own, and every TTL it has seen), measured on
+ * its own monotonic clock from the ARRIVAL of the first reply or announcement that showed it. The
+ * acquire then succeeds only if that exact version is still current. Since the version was written
+ * at or after its writer sent the write, the holder's deadline (send time + TTL − margin) has
+ * passed before any takeover of it. Exceptions, both safe: a version whose release we heard
+ * announced (the holder had stepped down before releasing) and a version we wrote ourselves.
+ * Every renewal writes a new version and announces it, so standbys restart their wait from it
+ * within a millisecond and take over a crashed holder right after its lease would have ended.
+ *
+ * What Redis can do to the keys, and what protects against each:
+ * - Wall-clock steps on the Redis host. Redis key expiry follows Redis' wall clock, which is why
+ *   no lease decision depends on it. Redis' clock only seeds fencing tokens (below), where a step
+ *   forward only makes tokens larger and a step back is covered by the counter, the fence and
+ *   every replica's floor.
+ * - Eviction and deletion. The record, counter and fence have no expiry, so volatile-* eviction
+ *   policies never pick them. allkeys-* policies, DEL and FLUSHALL can remove them: a missing
+ *   record makes the next acquire write a barrier (a clean release leaves a free record, so a
+ *   missing one always means something removed it), and nobody leads until the barrier has stood
+ *   for the longest TTL known, which outlasts any deadline of a holder from before. Use
+ *   maxmemory-policy noeviction; anything else is reported at error level, in /status and as
+ *   grinder_ha_redis_maxmemory_policy.
+ * - Data rolled back (an RDB restore, AOF everysec after a power loss, a lagging replica promoted).
+ *   Each replica remembers the highest token it has seen and passes it as a floor; an acquire
+ *   that finds the floor above everything Redis knows writes a barrier and raises the counter.
+ *   Tokens are max(counter, fence, record, floor) + 1 and never below Redis' clock in
+ *   microseconds, so a rolled-back counter cannot hand a token out twice even when no replica
+ *   remembers the newer one, unless Redis' clock is also behind. Watching survives a break in the
+ *   connection only when Redis says every acknowledged write survives a restart (appendonly yes,
+ *   appendfsync always); otherwise, or when CONFIG is not allowed, every standby starts its wait
+ *   again after any reconnect, so a rolled-back record is watched for a full TTL like a new one.
+ *   The holder, still inside its deadline, renews its own leadership by token and session and
+ *   keeps leading through a Redis restart.
+ * - Corrupt values. A counter or fence that is not a safe integer (garbage, or above 2^53) counts
+ *   as absent and is repaired by the next acquire; a string at the lock key that is not a record
+ *   is taken over like any version once it stood still; a key of another Redis type is never
+ *   overwritten (it is somebody's data): the replicas stay STANDBY and say so.
  *
  * What it does NOT guarantee. A leader's side effects can still land after its lease ended: a
  * request it sent before a pause can arrive later, and code that does not check the signal keeps
- * running. The lease only bounds when a replica *believes* it leads. Work that must never
- * overlap has to be fenced: every leadership gets a token greater than all earlier ones, and the
- * store that receives the work must reject a token lower than one it has seen (see live/fence).
+ * running. The lease only bounds when a replica *believes* it leads. Work that must never overlap
+ * has to be fenced: every leadership gets a token greater than all earlier ones, and the store
+ * that receives the work must reject a token lower than one it has seen (see live/fence).
  *
- * Assumptions. (1) The holder's and Redis' clocks run at rates within 1% of each other (a
- * wall-clock jump does not matter: Redis expiry and our deadline are both relative). (2) Redis
- * does not lose an acknowledged write while it keeps running; a Redis that restarts WITHOUT its
- * data is detected by the missing token counter, and then nobody may lead for one full TTL (the
- * lock-delay barrier), which outlasts any deadline computed before the loss. A Redis failover to
- * a replica that missed recent writes is NOT detected; use one Redis with appendonly persistence.
- * (3) Every Redis call is bounded by a timeout shorter than the lease, and nothing is queued while
- * disconnected, so no stale command runs after the elector has moved on.
+ * Assumptions. (1) The clocks of the replicas' hosts run at rates within 1% of each other (steps
+ * of any clock do not matter: every duration is measured on one host's monotonic clock). A host
+ * suspended and resumed keeps CLOCK_MONOTONIC still while suspended on Linux, so a replica that
+ * was suspended sees too little time pass: run replicas on hosts that are not suspended, or on
+ * VMs whose pauses are bounded well below the TTL. (2) Only GRINDER writes to the lock key and the
+ * derived keys; an operator may delete them, but writing an old record version back by hand
+ * while a replica watches defeats the version check. (3) After a Redis restart that may have lost
+ * writes (not appendfsync always), the replicas' connections break, which every standby notices;
+ * a proxy that hides a Redis restart or failover from the client hides the break too. (4) Every
+ * replica of one lock key runs the same GRINDER version (see the upgrade note in the README).
  */
 
 export interface ElectorOptions {
@@ -47,30 +96,43 @@ export interface ElectorOptions {
   log: Logger;
   /** Told about every role change, after it happened. */
   onTransition?: (from: Role, to: Role) => void;
+  /** Told when an acquire wrote a barrier (rollback or data loss detected). */
+  onBarrier?: (reason: BarrierReason) => void;
 }
 
 interface HeldLease {
   lease: Lease;
   /** Local monotonic time until which we may call ourselves ACTIVE. */
   validUntil: number;
+  acquiredAt: number;
   controller: AbortController;
 }
 
-interface ObservedHolder {
-  holder: Holder;
-  remainingMs: number;
-  observedAt: number;
+/** What the last look at the record showed, for /status. */
+interface Seen {
+  state: 'held' | 'free' | 'barrier' | 'foreign' | 'anomaly';
+  holder: string | null;
+  token: number | null;
 }
+
+/** The longest back-off after repeated resignations. */
+const MAX_BACKOFF_FACTOR = 8;
 
 export class LeaderElector implements HaStatusSource {
   private readonly opts: ElectorOptions;
   private role: Role = 'unknown';
   private held: HeldLease | null = null;
-  private observed: ObservedHolder | null = null;
+  private readonly watch = new VersionWatch();
+  private seen: Seen | null = null;
+  /** The highest fencing token seen anywhere: passed to every acquire as a floor. */
+  private floor = 0;
+  /** The longest TTL any holder is known to have used, this replica's own included. */
+  private maxTtlSeen: number;
   private lastToken: number | null = null;
   private lastRenewOkAt: number | null = null;
   private lastTickAt: number | null = null;
   private tickTimer: TimerHandle | null = null;
+  private tickDueAt: number | null = null;
   private deadlineTimer: TimerHandle | null = null;
   private ticking: Promise<void> | null = null;
   private rerunAfterTick = false;
@@ -78,19 +140,21 @@ export class LeaderElector implements HaStatusSource {
   private stopped = false;
   private work: LeaderWork | null = null;
   private workRuns = new Set<Promise<void>>();
+  /** No takeover before this time: set after a resignation, doubling while they repeat. */
+  private backoffUntil = 0;
+  private resignStreak = 0;
   /** What the last acquire saw, so repeated identical findings are logged once, not every tick. */
   private lastAcquireKind: string | null = null;
 
   constructor(opts: ElectorOptions) {
     this.opts = opts;
-    opts.lock.subscribe((event) => {
-      // A fresh connection or an announced release both mean the lease may be free right now.
-      if (!this.held) this.kick(event);
-    });
+    this.maxTtlSeen = opts.timing.ttlMs;
+    opts.lock.subscribe((event) => this.onLockEvent(event));
   }
 
-  /** Registers the work to run while ACTIVE. Call before start(). */
+  /** Registers the work to run while ACTIVE. Call once, before start(). */
   onLeading(work: LeaderWork): void {
+    if (this.work) throw new Error('onLeading() was called twice; register one leader work per elector');
     this.work = work;
   }
 
@@ -118,16 +182,16 @@ export class LeaderElector implements HaStatusSource {
       holder = this.opts.instanceId;
       fencingToken = this.held.lease.token;
       leaseRemainingMs = Math.max(0, Math.round(this.held.validUntil - now));
-    } else if (this.observed) {
-      holder = this.observed.holder.instanceId;
-      fencingToken = this.observed.holder.token;
-      const left = this.observed.remainingMs - (now - this.observed.observedAt);
-      leaseRemainingMs = Math.max(0, Math.round(left));
-      if (left <= 0) holder = null;
+    } else if (this.seen) {
+      holder = this.seen.state === 'held' ? this.seen.holder : null;
+      fencingToken = this.seen.token ?? fencingToken;
+      const at = this.watch.eligibleAt();
+      if (at !== null) leaseRemainingMs = Math.max(0, Math.round(at - now));
     }
     // Ticks come at most one renew interval plus one Redis timeout apart (config validation keeps
     // that under the TTL), so a loop that has not ticked for a whole TTL is stuck.
     const loopHealthy = this.lastTickAt === null || now - this.lastTickAt <= timing.ttlMs;
+    const facts = lock.facts();
     return {
       role,
       haEnabled: true,
@@ -137,6 +201,9 @@ export class LeaderElector implements HaStatusSource {
       lastRenewAgeMs: this.lastRenewOkAt === null ? null : Math.round(now - this.lastRenewOkAt),
       redisConnected: lock.isConnected(),
       loopHealthy,
+      leaseState: this.held ? 'held' : (this.seen?.state ?? null),
+      redisMaxmemoryPolicy: facts.maxmemoryPolicy,
+      redisDurable: facts.durable,
     };
   }
 
@@ -162,10 +229,43 @@ export class LeaderElector implements HaStatusSource {
         const r = await this.opts.lock.release(held.lease);
         this.opts.log.info({ token: held.lease.token, result: r.kind }, 'lease released on shutdown');
       } catch (err) {
-        this.opts.log.warn({ err: errMessage(err) }, 'could not release the lease on shutdown; the next replica takes over when it expires');
+        this.opts.log.warn({ err }, 'could not release the lease on shutdown; the next replica takes over when it expires');
       }
     }
     await this.opts.lock.close();
+  }
+
+  private onLockEvent(event: LockEvent): void {
+    switch (event.kind) {
+      case 'connected':
+        if (!this.held) this.kick('connection ready');
+        return;
+      case 'disconnected':
+        // A Redis that restarts without every acknowledged write may come back with an older
+        // record; only a durable one lets a wait started before the break count.
+        if (this.opts.lock.facts().durable !== true) this.watch.reset();
+        return;
+      case 'announcement':
+        this.onAnnouncement(event.announcement);
+    }
+  }
+
+  private onAnnouncement(a: Announcement): void {
+    this.learnToken(a.token);
+    this.learnTtl(a.ttlMs);
+    if (this.held) return;
+    const now = this.opts.clock.now();
+    if (a.event === 'released') {
+      this.watch.saw(a.ver, now, 0);
+      this.kick('a holder released the lease');
+      return;
+    }
+    this.watch.saw(a.ver, now, this.waitFor(a.ttlMs, a.event === 'barrier' ? a.ttlMs : 0));
+    this.seen = { state: a.event === 'barrier' ? 'barrier' : 'held', holder: a.event === 'barrier' ? null : a.instanceId, token: a.token };
+    // Never later than already planned: a later look would delay the first attempt after a start
+    // or a takeover right at the new version's eligibility.
+    const delay = this.standbyDelay(now);
+    if (!this.ticking && (this.tickDueAt === null || now + delay < this.tickDueAt)) this.schedule(delay);
   }
 
   /** Runs a tick now instead of at its scheduled time (coalesced with one in flight). */
@@ -180,13 +280,17 @@ export class LeaderElector implements HaStatusSource {
   }
 
   private schedule(delayMs: number): void {
+    if (this.stopped) return;
     this.clearTimer('tickTimer');
+    const delay = Math.max(0, delayMs);
+    this.tickDueAt = this.opts.clock.now() + delay;
     this.tickTimer = this.opts.clock.setTimeout(() => {
       this.tickTimer = null;
+      this.tickDueAt = null;
       this.ticking = this.tick().finally(() => {
         this.ticking = null;
       });
-    }, delayMs);
+    }, delay);
   }
 
   private async tick(): Promise<void> {
@@ -198,11 +302,11 @@ export class LeaderElector implements HaStatusSource {
       next = this.held ? await this.renewOnce(this.held) : await this.acquireOnce();
     } catch (err) {
       // A bug, not an outage: keep the loop alive and say so loudly.
-      this.opts.log.error({ err: errMessage(err) }, 'election tick failed unexpectedly');
+      this.opts.log.error({ err }, 'election tick failed unexpectedly');
       next = this.opts.timing.renewIntervalMs;
     }
     if (this.stopped) return;
-    if (this.rerunAfterTick && !this.held) next = 0;
+    if (this.rerunAfterTick && !this.held) next = Math.min(next, this.backoffLeft());
     this.rerunAfterTick = false;
     this.schedule(next);
   }
@@ -211,9 +315,10 @@ export class LeaderElector implements HaStatusSource {
   private async acquireOnce(): Promise<number> {
     const { clock, lock, timing, log } = this.opts;
     const sentAt = clock.now();
-    let result;
+    const expectedVer = sentAt >= this.backoffUntil ? this.watch.eligibleVer(sentAt) : null;
+    let result: AcquireResult;
     try {
-      result = await lock.acquire();
+      result = await lock.acquire({ expectedVer, floor: this.floor, barrierMs: this.waitFor(0, 0) });
     } catch (err) {
       this.onUnavailable(err, 'acquire');
       if (err instanceof LockUnavailableError && err.reason === 'timeout') {
@@ -224,6 +329,7 @@ export class LeaderElector implements HaStatusSource {
       this.setRole('standby', 'lock store unavailable');
       return timing.renewIntervalMs;
     }
+    const receivedAt = clock.now();
     if (this.stopped) {
       // Shutting down while the acquire was in flight: do not lead, hand it back.
       if (result.kind === 'acquired') await lock.release(result.lease).catch(() => undefined);
@@ -234,43 +340,76 @@ export class LeaderElector implements HaStatusSource {
     switch (result.kind) {
       case 'acquired': {
         const validUntil = sentAt + timing.leaseValidityMs;
-        if (clock.now() >= validUntil) {
-          // The answer came back after the lease it granted would already be over.
+        this.learnToken(result.lease.token);
+        if (receivedAt >= validUntil) {
+          // The answer came back after the lease it granted would already be over: hand it back.
+          lock.release(result.lease).catch(() => undefined);
           this.setRole('standby', 'acquire answered too late to use');
           return 0;
         }
-        this.observed = null;
+        this.seen = null;
         this.lastToken = result.lease.token;
         this.lastRenewOkAt = sentAt;
-        this.held = { lease: result.lease, validUntil, controller: new AbortController() };
+        this.watch.saw(result.lease.ver, sentAt, 0);
+        this.held = { lease: result.lease, validUntil, acquiredAt: sentAt, controller: new AbortController() };
         this.armDeadline();
-        this.setRole('active', `acquired the lease with fencing token ${result.lease.token}`);
+        this.setRole('active', `acquired the lock with fencing token ${result.lease.token}`);
         this.startWork(this.held);
         return Math.max(0, sentAt + timing.renewIntervalMs - clock.now());
       }
-      case 'held':
-        this.observe(result.holder, result.remainingMs, sentAt);
-        this.setRole('standby', `lease held by ${result.holder.instanceId}`);
-        return this.retryDelay(result.remainingMs);
-      case 'barrier':
-        this.observed = null;
-        this.setRole('standby', 'waiting out the data-loss barrier');
-        if (firstTimeSeen) {
-          log.warn({ remaining_ms: result.remainingMs }, 'the fencing counter was missing (Redis lost its data?): nobody leads until one full TTL has passed');
+      case 'observed': {
+        const r = result.record;
+        this.learnToken(Math.max(r.token, result.newest));
+        this.learnTtl(Math.max(r.ttlMs, r.maxTtlMs));
+        this.seen = { state: r.state, holder: r.state === 'held' ? r.instanceId : null, token: r.token };
+        if (r.state === 'held' && r.ours) {
+          // Our own leadership that this process does not hold (a renew or acquire whose reply
+          // timed out ran after all): free it, so nobody waits for a lease nobody uses.
+          lock.abandon().catch(() => undefined);
         }
-        return this.retryDelay(result.remainingMs);
-      case 'anomaly':
-        this.observed = null;
+        // A free record needs no wait when it cannot be an older state come back: Redis keeps every
+        // acknowledged write, or we have watched the record since before it became free, with no
+        // break in the connection in between.
+        const previous = this.watch.watched;
+        const freshlyFree = r.state === 'free' && (lock.facts().durable === true || (previous !== null && previous.ver !== r.ver));
+        this.watch.saw(r.ver, receivedAt, freshlyFree ? 0 : this.waitFor(r.ttlMs, r.maxTtlMs));
+        // Free for us right now: take it with the next call instead of reporting STANDBY in between.
+        if (this.watch.eligibleVer(receivedAt) === r.ver && receivedAt >= this.backoffUntil) return 0;
+        const reason =
+          r.state === 'held' ? `lock held by ${r.instanceId}` : r.state === 'barrier' ? 'waiting out the lock barrier' : 'lock released; waiting to be sure nobody still leads';
+        this.setRole('standby', reason);
+        return this.standbyDelay(receivedAt);
+      }
+      case 'barrier': {
+        this.learnToken(result.newest);
+        this.learnTtl(result.ms);
+        this.seen = { state: 'barrier', holder: null, token: result.newest };
+        this.watch.saw(result.ver, receivedAt, this.waitFor(result.ms, result.ms));
+        this.opts.onBarrier?.(result.reason);
+        log.warn({ reason: result.reason, barrier_ms: result.ms, floor: this.floor }, barrierMessage(result.reason));
+        this.setRole('standby', 'waiting out the lock barrier');
+        return this.standbyDelay(receivedAt);
+      }
+      case 'foreign': {
+        this.learnToken(result.newest);
+        this.seen = { state: 'foreign', holder: null, token: null };
+        this.watch.saw(result.ver, receivedAt, this.waitFor(0, 0));
         if (firstTimeSeen) {
-          log.warn({ reason: result.reason, detail: result.detail, lock_key: lock.lockKey }, 'the lock key does not hold a GRINDER lease; treating it as held by someone else');
+          log.error({ detail: result.detail, lock_key: lock.lockKey }, 'the lock key holds something that is not a GRINDER lease record; it is replaced once it has stood still for the longest TTL');
         }
         this.setRole('standby', 'lock key holds something else');
-        return this.retryDelay(result.remainingMs);
+        return this.standbyDelay(receivedAt);
+      }
+      case 'anomaly':
+        this.seen = { state: 'anomaly', holder: null, token: null };
+        if (firstTimeSeen) log.error({ reason: result.reason, detail: result.detail, lock_key: lock.lockKey }, 'the lock key cannot be used; nobody leads until an operator fixes it');
+        this.setRole('standby', 'lock key holds something else');
+        return timing.renewIntervalMs;
     }
   }
 
   private async renewOnce(held: HeldLease): Promise<number> {
-    const { clock, lock, timing, log } = this.opts;
+    const { clock, lock, timing } = this.opts;
     const sentAt = clock.now();
     let result;
     try {
@@ -285,41 +424,58 @@ export class LeaderElector implements HaStatusSource {
     switch (result.kind) {
       case 'renewed': {
         if (clock.now() >= held.validUntil) {
-          // Too late to extend a deadline that has passed: step down, and the next acquire
-          // replaces our own leftover with a new leadership.
+          // Too late to extend a deadline that has passed: step down. The version this renewal
+          // wrote is ours, so the next acquire may replace it with a new leadership at once.
+          this.watch.saw(result.lease.ver, sentAt, 0);
           this.enforceDeadline();
           return 0;
         }
+        held.lease = result.lease;
         held.validUntil = sentAt + timing.leaseValidityMs;
         this.lastRenewOkAt = sentAt;
+        this.watch.saw(result.lease.ver, sentAt, 0);
+        if (sentAt - held.acquiredAt >= timing.ttlMs) this.resignStreak = 0;
         this.armDeadline();
         return Math.max(0, sentAt + timing.renewIntervalMs - clock.now());
       }
       case 'lost':
-        if (result.holder) this.observe(result.holder, result.remainingMs, sentAt);
-        this.stepDown(result.holder ? `lease taken over by ${result.holder.instanceId}` : 'lease expired before it was renewed');
+        if (result.holder) {
+          this.learnToken(result.holder.token);
+          this.seen = { state: 'held', holder: result.holder.instanceId, token: result.holder.token };
+        }
+        this.stepDown(result.holder ? `lock taken over by ${result.holder.instanceId}` : `lock record is ${result.found}, not our lease`);
         return 0;
-      case 'anomaly':
-        log.warn({ reason: result.reason, detail: result.detail }, 'the lock key was overwritten with something that is not a GRINDER lease');
-        this.stepDown('lock key overwritten');
-        return timing.renewIntervalMs;
     }
   }
 
-  /** Never wait past the holder's expiry, never spin: the soonest useful moment to try again. */
-  private retryDelay(remainingMs: number): number {
+  /** How long a version must stand still: the longest TTL anyone may be using, clamped. */
+  private waitFor(ttlMs: number, maxTtlMs: number): number {
+    return Math.min(MAX_TTL_MS, Math.max(ttlMs, maxTtlMs, this.maxTtlSeen, this.opts.timing.ttlMs));
+  }
+
+  /** Never wait past the moment the watched version may be taken over; look again at least every renew interval. */
+  private standbyDelay(now: number): number {
     const { renewIntervalMs } = this.opts.timing;
-    if (remainingMs < 0) return renewIntervalMs; // no expiry on the key
-    return Math.min(renewIntervalMs, remainingMs + 1);
+    const at = Math.max(this.watch.eligibleAt() ?? now + renewIntervalMs, this.backoffUntil);
+    return Math.min(renewIntervalMs, Math.max(0, at - now) + 1);
   }
 
-  private observe(holder: Holder, remainingMs: number, at: number): void {
-    this.observed = { holder, remainingMs, observedAt: at };
+  private backoffLeft(): number {
+    return Math.max(0, this.backoffUntil - this.opts.clock.now());
   }
 
-  private onUnavailable(err: unknown, operation: string): void {
+  private learnToken(token: number): void {
+    if (Number.isSafeInteger(token) && token > this.floor) this.floor = token;
+  }
+
+  private learnTtl(ttlMs: number): void {
+    if (ttlMs > this.maxTtlSeen) this.maxTtlSeen = Math.min(MAX_TTL_MS, ttlMs);
+  }
+
+  private onUnavailable(err: unknown, operation: LockOperation): void {
+    // The instrumented lock already logged and counted it; here only what the elector does next.
     const reason = err instanceof LockUnavailableError ? err.reason : 'unexpected';
-    this.opts.log.warn({ operation, reason, err: errMessage(err) }, `lease ${operation} failed`);
+    this.opts.log.debug({ operation, reason }, `lease ${operation} got no answer; ${operation === 'renew' ? 'keeping the lease until its deadline' : 'staying STANDBY'}`);
   }
 
   private enforceDeadline(): void {
@@ -386,16 +542,21 @@ export class LeaderElector implements HaStatusSource {
       resign: (reason: string) => {
         if (this.held !== held) return;
         this.stepDown(`resigned: ${reason}`);
+        // Back off before leading again, doubling while resignations repeat, so a replica that
+        // keeps failing at its work does not keep taking the lease from one that could do it.
+        this.resignStreak += 1;
+        const factor = Math.min(MAX_BACKOFF_FACTOR, 2 ** (this.resignStreak - 1));
+        this.backoffUntil = this.opts.clock.now() + Math.min(this.opts.timing.ttlMs, this.opts.timing.renewIntervalMs * factor);
         // Hand the key back so a rightful leader is not kept waiting for our expiry.
         this.opts.lock.release(held.lease).catch(() => undefined);
-        this.kick('resigned');
+        this.schedule(this.backoffLeft());
       },
     };
     const run = (async () => {
       try {
         await work(ctx);
       } catch (err) {
-        if (!ctx.signal.aborted) this.opts.log.error({ err: errMessage(err) }, 'leader work failed');
+        if (!ctx.signal.aborted) this.opts.log.error({ err }, 'leader work failed');
       }
     })();
     this.workRuns.add(run);
@@ -416,6 +577,18 @@ export class LeaderElector implements HaStatusSource {
     const t = this[which];
     if (t) this.opts.clock.clearTimeout(t);
     this[which] = null;
+    if (which === 'tickTimer') this.tickDueAt = null;
+  }
+}
+
+function barrierMessage(reason: BarrierReason): string {
+  switch (reason) {
+    case 'data_loss':
+      return 'the lease record and token counter are missing (a new Redis, or Redis lost its data): nobody leads until the barrier has stood for the longest TTL';
+    case 'record_missing':
+      return 'the lease record was removed (DEL, eviction or FLUSHALL?): nobody leads until the barrier has stood for the longest TTL';
+    case 'rollback':
+      return 'Redis knows no token as new as one this replica has seen (data rolled back?): counter raised, nobody leads until the barrier has stood for the longest TTL';
   }
 }
 

@@ -1,57 +1,127 @@
-import type { LockFailureReason, LockOperation } from '../telemetry/names';
-
 /**
- * The elector's view of the lease store: three operations and two signals. The elector knows
- * nothing about Redis; RedisLeaseLock implements this against Redis, unit tests with a fake.
+ * The elector's view of the lease store. The elector knows nothing about Redis; RedisLeaseLock
+ * implements this against Redis, unit tests with a fake (test/support/fake-lock.ts), and the
+ * conformance suite (test/integration/lock-conformance.test.ts) runs the same cases against both.
+ *
+ * The store keeps one lease record that never expires. Every change writes a new random version;
+ * the elector decides when a version may be taken over (SAFETY in elector.ts), the store only
+ * checks that the version is still current.
  */
 export interface LeaseLock {
   readonly lockKey: string;
-  acquire(): Promise<AcquireResult>;
+  acquire(request: AcquireRequest): Promise<AcquireResult>;
   renew(lease: Lease): Promise<RenewResult>;
   release(lease: Lease): Promise<ReleaseResult>;
   /**
-   * Deletes any lease this process holds without knowing it: an acquire whose reply timed out may
-   * still have run in the store. Call only while holding no lease.
+   * Frees any leadership this process holds without knowing it: an acquire or renew whose reply
+   * timed out may still have run in the store. Call only while holding no lease.
    */
   abandon(): Promise<ReleaseResult>;
   /** Whether the store is reachable right now, as far as the client knows. */
   isConnected(): boolean;
-  /** `connected` after the connection (re)opens; `released` when some holder gave the lease up. */
+  /** What the store said about itself at the last connect. */
+  facts(): StoreFacts;
   subscribe(listener: (event: LockEvent) => void): void;
   close(): Promise<void>;
 }
 
-export type LockEvent = 'connected' | 'released';
+/** Lease operations, as they appear in the `operation` label and span names. */
+export type LockOperation = 'acquire' | 'renew' | 'release';
+
+/**
+ * Why a lease operation failed. A small fixed set so the `reason` label stays low-cardinality:
+ * - timeout: the store did not answer within the command timeout;
+ * - connection: no usable connection to the store;
+ * - lost: the lease was no longer ours when we tried to renew or release it;
+ * - wrong_type: the lock key holds a non-string Redis type;
+ * - invalid_value: the lock key holds a string that is not a GRINDER lease record;
+ * - script_error: the store rejected the script (anything else it replied with an error).
+ */
+export const LOCK_FAILURE_REASONS = ['timeout', 'connection', 'lost', 'wrong_type', 'invalid_value', 'script_error'] as const;
+export type LockFailureReason = (typeof LOCK_FAILURE_REASONS)[number];
+
+export interface StoreFacts {
+  /** Redis' maxmemory-policy; null until read or when CONFIG is not allowed. */
+  maxmemoryPolicy: string | null;
+  /**
+   * True when every acknowledged write survives a restart (appendonly yes, appendfsync always);
+   * false when it may not; null when unknown (CONFIG not allowed), which counts as false.
+   */
+  durable: boolean | null;
+}
+
+export interface AcquireRequest {
+  /** The record version this replica may take over now, or null to only look. */
+  expectedVer: string | null;
+  /** The highest fencing token this replica has seen anywhere. */
+  floor: number;
+  /** How long a barrier this call writes must last: the longest TTL this replica knows a holder used. */
+  barrierMs: number;
+}
+
+export type RecordState = 'held' | 'free' | 'barrier';
+
+/** The lease record as one read found it. */
+export interface RecordView {
+  state: RecordState;
+  ver: string;
+  token: number;
+  ttlMs: number;
+  maxTtlMs: number;
+  instanceId: string;
+  /** Whether the record names this process incarnation. */
+  ours: boolean;
+}
 
 /** A leadership this replica holds. */
 export interface Lease {
   /** Fencing token: strictly greater than the token of every earlier leadership. */
   readonly token: number;
-  /** The exact value stored at the lock key; renew and release compare against it. */
-  readonly value: string;
+  /** The record version our last acquire or renew wrote. */
+  readonly ver: string;
 }
 
-/** Who holds the lease when it is not us, as far as the lock key says. */
+/** Who holds the lease when it is not us, as far as the record says. */
 export interface Holder {
   instanceId: string;
   token: number;
 }
 
-/** Why the lock key cannot be read as a lease. Treated as "held by someone else". */
-export type AnomalyReason = Extract<LockFailureReason, 'wrong_type' | 'invalid_value'>;
+/** Why a barrier was written: nobody may lead until it has stood for its length. */
+export type BarrierReason = 'data_loss' | 'record_missing' | 'rollback';
 
 export type AcquireResult =
   | { kind: 'acquired'; lease: Lease }
-  | { kind: 'held'; holder: Holder; remainingMs: number }
-  | { kind: 'barrier'; remainingMs: number }
-  | { kind: 'anomaly'; reason: AnomalyReason; detail: string; remainingMs: number };
+  /** Not taken: the record as it stands, and the newest token the store knows. */
+  | { kind: 'observed'; record: RecordView; newest: number }
+  | { kind: 'barrier'; ver: string; ms: number; reason: BarrierReason; newest: number }
+  /** A string that is not a record: taken over, like any version, once it stood still long enough. */
+  | { kind: 'foreign'; ver: string; detail: string; newest: number }
+  /** Something the elector must never overwrite or cannot use: it waits and says why. */
+  | { kind: 'anomaly'; reason: Extract<LockFailureReason, 'wrong_type' | 'invalid_value'>; detail: string };
 
 export type RenewResult =
-  | { kind: 'renewed' }
-  | { kind: 'lost'; holder: Holder | null; remainingMs: number }
-  | { kind: 'anomaly'; reason: AnomalyReason; detail: string; remainingMs: number };
+  | { kind: 'renewed'; lease: Lease }
+  | { kind: 'lost'; found: string; holder: Holder | null };
 
-export type ReleaseResult = { kind: 'released' } | { kind: 'not_held' };
+export type ReleaseResult = { kind: 'released'; ver: string } | { kind: 'not_held' };
+
+export type AnnouncedEvent = 'acquired' | 'renewed' | 'released' | 'barrier';
+
+export interface Announcement {
+  event: AnnouncedEvent;
+  ver: string;
+  token: number;
+  ttlMs: number;
+  instanceId: string;
+}
+
+/**
+ * `connected` after a connection (re)opens, `disconnected` when one closes (announcements may have
+ * been missed, and a restarted Redis may have lost writes), `announcement` for every record change
+ * the store publishes.
+ */
+export type LockEvent = { kind: 'connected' } | { kind: 'disconnected' } | { kind: 'announcement'; announcement: Announcement };
 
 /** A lease operation that got no answer: the lease may or may not have changed. */
 export class LockUnavailableError extends Error {
@@ -59,15 +129,22 @@ export class LockUnavailableError extends Error {
     readonly operation: LockOperation,
     readonly reason: Extract<LockFailureReason, 'timeout' | 'connection' | 'script_error'>,
     message: string,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
     this.name = 'LockUnavailableError';
   }
 }
 
-/** Parses "<token>|<session>|<instance id>"; null when the value is not a lease. */
-export function parseLeaseValue(value: string): { token: number; session: string; instanceId: string } | null {
-  const m = /^(\d+)\|([0-9a-f]+)\|(.+)$/.exec(value);
+/** Parses an announcement ("<event>|<ver>|<token>|<ttl>|<instance>"); null for anything else. */
+export function parseAnnouncement(message: string): Announcement | null {
+  const m = /^(acquired|renewed|released|barrier)\|([0-9a-f]+)\|(\d{1,16})\|(\d{1,16})\|(.*)$/.exec(message);
   if (!m) return null;
-  return { token: Number(m[1]), session: m[2] as string, instanceId: m[3] as string };
+  const token = Number(m[3]);
+  const ttlMs = Number(m[4]);
+  if (!Number.isSafeInteger(token) || !Number.isSafeInteger(ttlMs)) return null;
+  return { event: m[1] as AnnouncedEvent, ver: m[2] as string, token, ttlMs, instanceId: m[5] as string };
 }
+
+/** The longest lease TTL the configuration allows; a record claiming more is clamped to it. */
+export const MAX_TTL_MS = 3_600_000;

@@ -51,6 +51,9 @@ export class SoloLeader implements HaStatusSource {
       lastRenewAgeMs: null,
       redisConnected: null,
       loopHealthy: true,
+      leaseState: null,
+      redisMaxmemoryPolicy: null,
+      redisDurable: null,
     };
   }
 

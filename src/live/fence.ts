@@ -1,44 +1,31 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import type { Redis, Result } from 'ioredis';
-import { UnexpectedReplyError } from '../ha/scripts';
+import type { Redis } from 'ioredis';
+import { defineCommands, UnexpectedReplyError } from '../redis/commands';
+import type { LeaseKeys } from '../redis/keys';
 
 /**
- * Fenced writes: the reusable piece that turns the lease's fencing token into safety. Any leader
- * work that writes to Redis can append through a FencedStream; a write whose token is older than
- * the newest leadership is rejected, and the writer must step down (LeaderContext.resign).
+ * Fenced writes: the reusable piece that turns the lease's fencing token into safety. Leader work
+ * that writes to Redis appends through a FencedStream; a write whose token is older than the
+ * newest leadership is rejected, and the writer must step down (LeaderContext.resign).
  */
-
-declare module 'ioredis' {
-  interface RedisCommander<Context> {
-    grinderFencedAppend(
-      streamKey: string,
-      fenceKey: string,
-      issuedTokenKey: string,
-      token: number,
-      maxLen: number,
-      ...fields: string[]
-    ): Result<(string | number)[], Context>;
-  }
-}
-
 export type FencedAppendResult = { accepted: true; id: string } | { accepted: false; newestToken: number };
 
-export const fenceKeyFor = (streamKey: string): string => `${streamKey}:fence`;
-
-const registered = new WeakSet<Redis>();
+/** What leader work is handed: fenced appends, and nothing else of the Redis client. */
+export interface FencedAppender {
+  readonly streamKey: string;
+  append(token: number, fields: Record<string, string | number>): Promise<FencedAppendResult>;
+}
 
 export interface FencedStreamOptions {
   streamKey: string;
-  /** The lease's token counter (counterKeyFor(lockKey)): writes from before the newest leadership are rejected. */
-  issuedTokenKey: string;
+  /** The lock's keys: the fence, the token counter and the record every write is checked against. */
+  keys: LeaseKeys;
   /** Approximate cap on the stream length. */
   maxLen: number;
 }
 
-export class FencedStream {
+export class FencedStream implements FencedAppender {
   readonly streamKey: string;
-  private readonly issuedTokenKey: string;
+  private readonly keys: LeaseKeys;
   private readonly maxLen: number;
 
   constructor(
@@ -46,21 +33,16 @@ export class FencedStream {
     opts: FencedStreamOptions,
   ) {
     this.streamKey = opts.streamKey;
-    this.issuedTokenKey = opts.issuedTokenKey;
+    this.keys = opts.keys;
     this.maxLen = opts.maxLen;
-    if (!registered.has(redis)) {
-      registered.add(redis);
-      redis.defineCommand('grinderFencedAppend', {
-        numberOfKeys: 3,
-        lua: readFileSync(join(__dirname, 'scripts', 'fenced-append-3.lua'), 'utf8'),
-      });
-    }
+    defineCommands(redis);
   }
 
   async append(token: number, fields: Record<string, string | number>): Promise<FencedAppendResult> {
     const flat: string[] = [];
     for (const [k, v] of Object.entries(fields)) flat.push(k, String(v));
-    const reply = await this.redis.grinderFencedAppend(this.streamKey, fenceKeyFor(this.streamKey), this.issuedTokenKey, token, this.maxLen, ...flat);
+    const k = this.keys;
+    const reply = await this.redis.grinderFencedAppend(this.streamKey, k.fence, k.counter, k.record, token, this.maxLen, ...flat);
     const [code, value] = reply;
     if (code === 1) return { accepted: true, id: String(value) };
     if (code === -1) return { accepted: false, newestToken: Number(value) };

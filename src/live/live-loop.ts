@@ -1,28 +1,24 @@
 import type { Config } from '../config';
-import { errMessage } from '../ha/elector';
-import type { LeaderContext } from '../ha/role';
-import type { LeaderWorkDeps, LeaderWorkPlugin } from '../service';
 import { systemClock } from '../ha/clock';
-import { counterKeyFor } from '../ha/redis-lock';
-import { FencedStream } from './fence';
+import type { LeaderContext } from '../ha/role';
+import type { LeaderWorkDeps, LeaderWorkPlugin } from '../work';
 
 /**
  * The built-in live work: while ACTIVE, append one record (token, instance, sequence, times) to a
  * Redis stream every interval through a fenced write. It makes leadership observable (who wrote,
  * with which token, with what gaps) and proves the fencing: a rejected write means a newer leader
- * exists, so this replica steps down at once.
+ * exists, so this replica steps down at once. A leader whose writes keep failing steps down too
+ * (after `maxConsecutiveFailures`), rather than answering ACTIVE while doing nothing.
  */
 export function liveLeaderWork(config: Config, deps: LeaderWorkDeps): LeaderWorkPlugin | null {
-  if (!config.haEnabled || !config.live.enabled || !deps.lock) return null;
-  const stream = new FencedStream(deps.lock.client, {
-    streamKey: config.live.streamKey,
-    issuedTokenKey: counterKeyFor(config.lockKey),
-    maxLen: config.live.streamMaxLen,
-  });
+  if (!config.haEnabled || !config.live.enabled || !deps.fencedStream) return null;
+  const stream = deps.fencedStream(config.live.streamKey, config.live.streamMaxLen);
+  const { maxConsecutiveFailures } = config.live;
   let lastAcceptedAt: number | null = null;
   let seq = 0;
 
   const work = async (ctx: LeaderContext): Promise<void> => {
+    let failures = 0;
     while (!ctx.signal.aborted) {
       if (!ctx.isLeader()) return;
       seq += 1;
@@ -34,6 +30,7 @@ export function liveLeaderWork(config: Config, deps: LeaderWorkDeps): LeaderWork
           wall_ms: Date.now(),
         });
         if (r.accepted) {
+          failures = 0;
           lastAcceptedAt = systemClock.now();
           deps.instruments.liveWrite('accepted');
         } else {
@@ -43,8 +40,14 @@ export function liveLeaderWork(config: Config, deps: LeaderWorkDeps): LeaderWork
           return;
         }
       } catch (err) {
-        // Redis trouble is the elector's business: it steps down at the lease deadline.
-        deps.log.debug({ err: errMessage(err) }, 'live write failed');
+        if (ctx.signal.aborted) return;
+        failures += 1;
+        deps.instruments.liveWrite('failed');
+        deps.log.warn({ err, token: ctx.token, consecutive_failures: failures, limit: maxConsecutiveFailures }, 'fenced live write failed');
+        if (failures >= maxConsecutiveFailures) {
+          ctx.resign(`${failures} consecutive live writes failed`);
+          return;
+        }
       }
       await abortableSleep(config.live.intervalMs, ctx.signal);
     }

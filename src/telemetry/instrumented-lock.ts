@@ -2,15 +2,17 @@ import { SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import {
   LockUnavailableError,
+  type AcquireRequest,
   type AcquireResult,
   type Lease,
   type LeaseLock,
   type LockEvent,
   type ReleaseResult,
   type RenewResult,
+  type StoreFacts,
 } from '../ha/lock';
 import type { HaInstruments } from './metrics';
-import { Attr, Span as SpanName, type LockOperation } from './names';
+import { Attr, Span as SpanName, type LockFailureReason, type LockOperation } from './names';
 
 /**
  * Wraps a LeaseLock so every lease operation is a span, a failure count and (for renewals) a
@@ -30,15 +32,17 @@ export class InstrumentedLeaseLock implements LeaseLock {
     this.lockKey = inner.lockKey;
   }
 
-  acquire(): Promise<AcquireResult> {
+  acquire(request: AcquireRequest): Promise<AcquireResult> {
     return this.traced('acquire', undefined, async (span) => {
-      const r = await this.inner.acquire();
-      span.setAttribute(Attr.result, r.kind);
+      const r = await this.inner.acquire(request);
+      span.setAttribute(Attr.result, r.kind === 'observed' ? r.record.state : r.kind);
       if (r.kind === 'acquired') span.setAttribute(Attr.fencingToken, r.lease.token);
-      if (r.kind === 'held') {
-        span.setAttribute(Attr.holder, r.holder.instanceId);
-        span.setAttribute(Attr.fencingToken, r.holder.token);
+      if (r.kind === 'observed') {
+        if (r.record.state === 'held') span.setAttribute(Attr.holder, r.record.instanceId);
+        span.setAttribute(Attr.fencingToken, r.record.token);
       }
+      if (r.kind === 'barrier') span.setAttribute(Attr.barrierReason, r.reason);
+      if (r.kind === 'foreign') this.failed(span, 'acquire', 'invalid_value', r.detail);
       if (r.kind === 'anomaly') this.failed(span, 'acquire', r.reason, r.detail);
       return r;
     });
@@ -52,9 +56,8 @@ export class InstrumentedLeaseLock implements LeaseLock {
         span.setAttribute(Attr.result, r.kind);
         if (r.kind === 'lost') {
           if (r.holder) span.setAttribute(Attr.holder, r.holder.instanceId);
-          this.failed(span, 'renew', 'lost', r.holder ? `lease taken over by ${r.holder.instanceId}` : 'lease expired before the renewal reached Redis');
+          this.failed(span, 'renew', 'lost', r.holder ? `lease taken over by ${r.holder.instanceId}` : `the lease record is ${r.found}, not our lease`);
         }
-        if (r.kind === 'anomaly') this.failed(span, 'renew', r.reason, r.detail);
         return r;
       } finally {
         this.instruments.renewLatency((this.now() - started) / 1000);
@@ -84,6 +87,10 @@ export class InstrumentedLeaseLock implements LeaseLock {
     return this.inner.isConnected();
   }
 
+  facts(): StoreFacts {
+    return this.inner.facts();
+  }
+
   subscribe(listener: (event: LockEvent) => void): void {
     this.inner.subscribe(listener);
   }
@@ -92,11 +99,12 @@ export class InstrumentedLeaseLock implements LeaseLock {
     return this.inner.close();
   }
 
-  private failed(span: Span, operation: LockOperation, reason: LockUnavailableError['reason'] | 'lost' | 'wrong_type' | 'invalid_value', detail: string): void {
+  /** The one place a lock failure is counted and logged (with the error and its stack, when there is one). */
+  private failed(span: Span, operation: LockOperation, reason: LockFailureReason, detail: string, err?: unknown): void {
     this.instruments.lockFailure(operation, reason);
     span.setAttribute(Attr.failureReason, reason);
     span.setStatus({ code: SpanStatusCode.ERROR, message: detail });
-    this.log.warn({ operation, reason, detail, lock_key: this.lockKey }, `lock ${operation} failed: ${reason}`);
+    this.log.warn({ operation, reason, detail, lock_key: this.lockKey, ...(err === undefined ? {} : { err }) }, `lock ${operation} failed: ${reason}`);
   }
 
   private traced<T>(operation: LockOperation, token: number | undefined, run: (span: Span) => Promise<T>): Promise<T> {
@@ -110,7 +118,7 @@ export class InstrumentedLeaseLock implements LeaseLock {
         } catch (err) {
           const reason = err instanceof LockUnavailableError ? err.reason : 'script_error';
           span.setAttribute(Attr.result, 'error');
-          this.failed(span, operation, reason, err instanceof Error ? err.message : String(err));
+          this.failed(span, operation, reason, err instanceof Error ? err.message : String(err), err);
           throw err;
         } finally {
           span.end();

@@ -1,6 +1,7 @@
 import type { Attributes, Counter, Histogram, Meter } from '@opentelemetry/api';
 import { ROLES, type HaStatusSource, type Role } from '../ha/role';
-import { Label, LOCK_FAILURE_REASONS, Metric, type LockFailureReason, type LockOperation } from './names';
+import type { BarrierReason } from '../ha/lock';
+import { BARRIER_REASONS, Label, LIVE_WRITE_RESULTS, LOCK_FAILURE_REASONS, Metric, type LiveWriteResult, type LockFailureReason, type LockOperation } from './names';
 
 /** What the live (leader) work reports, read at collection time. */
 export interface LiveStatsSource {
@@ -24,7 +25,8 @@ export interface HaInstruments {
   renewLatency(seconds: number): void;
   lockFailure(operation: LockOperation, reason: LockFailureReason): void;
   transition(from: Role, to: Role): void;
-  liveWrite(result: 'accepted' | 'rejected'): void;
+  liveWrite(result: LiveWriteResult): void;
+  barrier(reason: BarrierReason): void;
 }
 
 const OPERATIONS: readonly LockOperation[] = ['acquire', 'renew', 'release'];
@@ -60,6 +62,12 @@ export function observeState(meter: Meter, src: MetricSources): void {
   const uptime = meter.createObservableGauge(Metric.uptime, { description: 'Seconds since this process started.' });
   const buildInfo = meter.createObservableGauge(Metric.buildInfo, { description: 'Always 1; labels carry the version and instance id.' });
   const liveAge = meter.createObservableGauge(Metric.liveLastAcceptedWriteAge, { description: 'Seconds since this replica last had a fenced live write accepted.' });
+  const policy = meter.createObservableGauge(Metric.haRedisMaxmemoryPolicy, {
+    description: "Always 1; the policy label is Redis' maxmemory-policy as read at connect (unknown until read or when CONFIG is not allowed). Anything but noeviction is unsafe configuration.",
+  });
+  const durable = meter.createObservableGauge(Metric.haRedisDurable, {
+    description: '1 when Redis keeps every acknowledged write across a restart (appendonly yes, appendfsync always), 0 when it may not or it is unknown.',
+  });
 
   meter.addBatchObservableCallback(
     (obs) => {
@@ -77,8 +85,12 @@ export function observeState(meter: Meter, src: MetricSources): void {
       obs.observe(buildInfo, 1, { [Label.version]: src.version, [Label.instanceId]: src.instanceId });
       const age = src.live?.lastAcceptedAgeSeconds() ?? null;
       if (age !== null) obs.observe(liveAge, age);
+      if (snap.haEnabled) {
+        obs.observe(policy, 1, { [Label.policy]: snap.redisMaxmemoryPolicy ?? 'unknown' });
+        obs.observe(durable, snap.redisDurable === true ? 1 : 0);
+      }
     },
-    [role, isLeader, enabled, token, remaining, ttl, renewInterval, redisUp, up, uptime, buildInfo, liveAge],
+    [role, isLeader, enabled, token, remaining, ttl, renewInterval, redisUp, up, uptime, buildInfo, liveAge, policy, durable],
   );
 }
 
@@ -93,7 +105,9 @@ export function createInstruments(meter: Meter, opts: { lockTtlMs: number | null
   });
   const failures: Counter = meter.createCounter(Metric.haLockFailures, { description: 'Lease operations that failed, by operation and reason.' });
   const transitions: Counter = meter.createCounter(Metric.haTransitions, { description: 'HA role changes of this replica.' });
-  const liveWrites: Counter = meter.createCounter(Metric.liveWrites, { description: 'Fenced live writes by result (rejected: a newer leader exists).' });
+  const liveWrites: Counter = meter.createCounter(Metric.liveWrites, { description: 'Fenced live writes by result (rejected: a newer leader exists; failed: no answer or an error).' });
+  const barriers: Counter = meter.createCounter(Metric.haBarriers, { description: 'Barriers this replica wrote, by reason (data_loss, record_missing, rollback).' });
+  const rollbacks: Counter = meter.createCounter(Metric.haRedisRollbacks, { description: 'Times this replica found Redis behind a token it had already seen (data rolled back) and wrote a barrier.' });
 
   if (opts.lockTtlMs !== null) {
     for (const operation of OPERATIONS) {
@@ -101,12 +115,20 @@ export function createInstruments(meter: Meter, opts: { lockTtlMs: number | null
     }
   }
   for (const [from, to] of TRANSITIONS) transitions.add(0, { [Label.from]: from, [Label.to]: to });
-  if (opts.live) for (const result of ['accepted', 'rejected']) liveWrites.add(0, { [Label.result]: result });
+  if (opts.live) for (const result of LIVE_WRITE_RESULTS) liveWrites.add(0, { [Label.result]: result });
+  if (opts.lockTtlMs !== null) {
+    for (const reason of BARRIER_REASONS) barriers.add(0, { [Label.reason]: reason });
+    rollbacks.add(0);
+  }
 
   return {
     renewLatency: (seconds) => latency.record(seconds),
     lockFailure: (operation, reason) => failures.add(1, { [Label.operation]: operation, [Label.reason]: reason } satisfies Attributes),
     transition: (from, to) => transitions.add(1, { [Label.from]: from, [Label.to]: to }),
     liveWrite: (result) => liveWrites.add(1, { [Label.result]: result }),
+    barrier: (reason) => {
+      barriers.add(1, { [Label.reason]: reason });
+      if (reason === 'rollback') rollbacks.add(1);
+    },
   };
 }

@@ -23,6 +23,10 @@ export const Metric = {
   buildInfo: 'grinder_build_info',
   liveWrites: 'grinder_live_writes_total',
   liveLastAcceptedWriteAge: 'grinder_live_last_accepted_write_age_seconds',
+  haRedisMaxmemoryPolicy: 'grinder_ha_redis_maxmemory_policy',
+  haRedisDurable: 'grinder_ha_redis_durable',
+  haRedisRollbacks: 'grinder_ha_redis_rollbacks_total',
+  haBarriers: 'grinder_ha_barriers_total',
 } as const;
 
 export const Label = {
@@ -34,6 +38,7 @@ export const Label = {
   version: 'version',
   instanceId: 'instance_id',
   result: 'result',
+  policy: 'policy',
 } as const;
 
 export const Span = {
@@ -50,26 +55,15 @@ export const Attr = {
   fencingToken: 'grinder.ha.fencing_token',
   holder: 'grinder.ha.holder',
   failureReason: 'grinder.ha.failure_reason',
+  barrierReason: 'grinder.ha.barrier_reason',
 } as const;
 
-/** Lease operations, as they appear in the `operation` label and span names. */
-export type LockOperation = 'acquire' | 'renew' | 'release';
+/** The failure vocabulary belongs to the election (src/ha/lock.ts); re-exported for the instruments. */
+export { LOCK_FAILURE_REASONS, type LockFailureReason, type LockOperation } from '../ha/lock';
 
-/**
- * Why a lease operation failed. A small fixed set so the `reason` label stays low-cardinality:
- * - timeout: Redis did not answer within the command timeout;
- * - connection: no usable connection to Redis;
- * - lost: the lease was no longer ours when we tried to renew or release it;
- * - wrong_type: the lock key holds a non-string Redis type;
- * - invalid_value: the lock key holds a string that is not a GRINDER lease;
- * - script_error: Redis rejected the script (anything else Redis replied with an error).
- */
-export const LOCK_FAILURE_REASONS = [
-  'timeout',
-  'connection',
-  'lost',
-  'wrong_type',
-  'invalid_value',
-  'script_error',
-] as const;
-export type LockFailureReason = (typeof LOCK_FAILURE_REASONS)[number];
+/** Results of a fenced live write: accepted; rejected (a newer leadership exists); failed (no answer or an error). */
+export const LIVE_WRITE_RESULTS = ['accepted', 'rejected', 'failed'] as const;
+export type LiveWriteResult = (typeof LIVE_WRITE_RESULTS)[number];
+
+/** Why an acquire wrote a barrier; `rollback` is what grinder_ha_redis_rollbacks_total counts. */
+export const BARRIER_REASONS = ['data_loss', 'record_missing', 'rollback'] as const;

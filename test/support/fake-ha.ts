@@ -20,6 +20,9 @@ export class FakeHa implements HaStatusSource {
       lastRenewAgeMs: null,
       redisConnected: true,
       loopHealthy: true,
+      leaseState: null,
+      redisMaxmemoryPolicy: 'noeviction',
+      redisDurable: true,
       ...initial,
     };
   }

@@ -1,18 +1,79 @@
-import type { AcquireResult, Lease, LeaseLock, LockEvent, ReleaseResult, RenewResult } from '../../src/ha/lock';
-import { LockUnavailableError, parseLeaseValue } from '../../src/ha/lock';
+import type {
+  AcquireRequest,
+  AcquireResult,
+  AnnouncedEvent,
+  Lease,
+  LeaseLock,
+  LockEvent,
+  RecordState,
+  ReleaseResult,
+  RenewResult,
+  StoreFacts,
+} from '../../src/ha/lock';
+import { LockUnavailableError } from '../../src/ha/lock';
 import type { FakeTime } from './fake-clock';
 
-/**
- * An in-memory lease store with the semantics of the Lua scripts (src/ha/scripts/*.lua), on fake
- * time. Several FakeLocks share one store the way replicas share one Redis.
+/*
+ * An in-memory lease store with the semantics of the Lua scripts (src/redis/scripts/*.lua), on
+ * fake time. Several FakeLocks share one store the way replicas share one Redis. The conformance
+ * suite (test/integration/lock-conformance.test.ts) runs the same cases against this and against
+ * Redis, so the two cannot drift apart unnoticed.
  */
+
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+
+interface Rec {
+  state: RecordState;
+  ver: string;
+  token: number;
+  ttl: number;
+  maxttl: number;
+  session: string;
+  instance: string;
+}
+
+function safeInt(s: string | null): number | null {
+  if (s === null || s.length > 16 || !/^\d+$/.test(s)) return null;
+  const n = Number(s);
+  return n > MAX_SAFE ? null : n;
+}
+
+export function parseRecord(v: string | null): Rec | null {
+  if (v === null) return null;
+  const m = /^2\|([a-z]+)\|([0-9a-fA-F]+)\|(\d+)\|(\d+)\|(\d+)\|([0-9a-fA-F]*)\|(.*)$/s.exec(v);
+  if (!m) return null;
+  const state = m[1] as string;
+  if (state !== 'held' && state !== 'free' && state !== 'barrier') return null;
+  const token = safeInt(m[3] ?? null);
+  const ttl = safeInt(m[4] ?? null);
+  const maxttl = safeInt(m[5] ?? null);
+  if (token === null || ttl === null || maxttl === null) return null;
+  return { state, ver: m[2] as string, token, ttl, maxttl, session: m[6] as string, instance: m[7] as string };
+}
+
+export function formatRecord(r: Rec): string {
+  return `2|${r.state}|${r.ver}|${r.token}|${r.ttl}|${r.maxttl}|${r.session}|${r.instance}`;
+}
+
+/** A stand-in for redis.sha1hex: any stable function of the value serves the fake. */
+function fakeSha(v: string): string {
+  let h = 0;
+  for (const ch of v) h = (Math.imul(h, 31) + (ch.codePointAt(0) ?? 0)) >>> 0;
+  return h.toString(16).padStart(8, '0');
+}
+
 export class FakeLeaseStore {
-  value: string | null = null;
-  expiresAt = Infinity;
+  /** The string at the lock key, or null when the key does not exist. */
+  raw: string | null = null;
   /** Set to something else to simulate a non-string Redis type at the lock key. */
   keyType: 'string' | 'hash' = 'string';
-  counter: number | null = 100;
+  counter: string | null = null;
+  fence: string | null = null;
+  /** Redis' clock in µs is this plus the fake time; null leaves the clock out of tokens, so they stay small and readable. */
+  clockMicrosBase: number | null = null;
+  facts: StoreFacts = { maxmemoryPolicy: 'noeviction', durable: true };
   private readonly locks: FakeLock[] = [];
+  private vers = 0;
 
   constructor(readonly time: FakeTime) {}
 
@@ -21,29 +82,44 @@ export class FakeLeaseStore {
     this.locks.push(lock);
   }
 
-  current(): string | null {
-    if (this.value !== null && this.time.now() >= this.expiresAt) this.value = null;
-    return this.value;
+  newVer(): string {
+    this.vers += 1;
+    return this.vers.toString(16).padStart(4, '0');
   }
 
-  set(value: string | null, ttlMs = Infinity): void {
-    this.value = value;
-    this.expiresAt = this.time.now() + ttlMs;
-  }
-
-  pttl(): number {
-    return this.expiresAt === Infinity ? -1 : Math.max(0, this.expiresAt - this.time.now());
+  record(): Rec | null {
+    return this.keyType === 'string' ? parseRecord(this.raw) : null;
   }
 
   /** Redis restarted without its data. */
   loseData(): void {
-    this.value = null;
+    this.raw = null;
     this.counter = null;
+    this.fence = null;
     this.keyType = 'string';
+    for (const l of this.locks) l.emit({ kind: 'disconnected' });
   }
 
-  announceRelease(): void {
-    for (const l of this.locks) l.emit('released');
+  announce(event: AnnouncedEvent, r: Rec): void {
+    const announcement = { event, ver: r.ver, token: r.token, ttlMs: r.ttl, instanceId: r.instance };
+    for (const l of this.locks) if (l.mode !== 'down' && !l.deaf) l.emit({ kind: 'announcement', announcement });
+  }
+
+  /** Redis' TIME in microseconds (0 when left out). */
+  nowMicros(): number {
+    return this.clockMicrosBase === null ? 0 : this.clockMicrosBase + Math.floor(this.time.now() * 1000);
+  }
+
+  /** A free record, as a clean release leaves it: what a store that has seen GRINDER before holds. */
+  setFree(token: number, ttl = 1_000): void {
+    this.raw = formatRecord({ state: 'free', ver: this.newVer(), token, ttl, maxttl: ttl, session: 'ee', instance: 'earlier' });
+    this.counter = String(token);
+  }
+
+  /** Writes a held record the way another replica's acquire would. */
+  setHeld(token: number, instance: string, ttl = 1_000): void {
+    this.raw = formatRecord({ state: 'held', ver: this.newVer(), token, ttl, maxttl: ttl, session: 'ff', instance });
+    this.counter = String(token);
   }
 }
 
@@ -57,6 +133,8 @@ export type FailureMode = 'ok' | 'down' | 'hang' | 'timeout' | 'late';
 export class FakeLock implements LeaseLock {
   readonly lockKey = 'test:lock';
   mode: FailureMode = 'ok';
+  /** True: announcements do not reach this replica (its subscriber is cut off). */
+  deaf = false;
   ttlMs = 1_000;
   /** Reply delay in fake ms (the command is applied when the reply arrives). */
   latencyMs = 0;
@@ -84,64 +162,88 @@ export class FakeLock implements LeaseLock {
     return this.mode !== 'down';
   }
 
+  facts(): StoreFacts {
+    return this.store.facts;
+  }
+
   async close(): Promise<void> {}
 
-  acquire(): Promise<AcquireResult> {
-    return this.run('acquire', () => {
+  acquire(request: AcquireRequest): Promise<AcquireResult> {
+    return this.run('acquire', (): AcquireResult => {
       const s = this.store;
-      if (s.keyType !== 'string') return { kind: 'anomaly', reason: 'wrong_type', detail: 'hash', remainingMs: s.pttl() };
-      const cur = s.current();
-      if (cur !== null) {
-        if (cur.startsWith('barrier|')) return { kind: 'barrier', remainingMs: s.pttl() };
-        const p = parseLeaseValue(cur);
-        if (!p) return { kind: 'anomaly', reason: 'invalid_value', detail: cur, remainingMs: s.pttl() };
-        if (p.session !== this.session) return { kind: 'held', holder: { instanceId: p.instanceId, token: p.token }, remainingMs: s.pttl() };
+      if (s.keyType !== 'string') return { kind: 'anomaly', reason: 'wrong_type', detail: `a Redis ${s.keyType}` };
+      const counter = safeInt(s.counter);
+      const fence = safeInt(s.fence);
+      const rec = s.record();
+      const known = Math.max(counter ?? 0, fence ?? 0, rec?.token ?? 0);
+      const newest = Math.max(known, request.floor);
+      const writeBarrier = (reason: 'data_loss' | 'record_missing' | 'rollback'): AcquireResult => {
+        const ms = Math.max(request.barrierMs, this.ttlMs, rec?.maxttl ?? 0, rec?.ttl ?? 0);
+        const b: Rec = { state: 'barrier', ver: s.newVer(), token: newest, ttl: ms, maxttl: ms, session: this.session, instance: this.instanceId };
+        s.raw = formatRecord(b);
+        s.counter = String(newest);
+        s.announce('barrier', b);
+        return { kind: 'barrier', ver: b.ver, ms, reason, newest };
+      };
+      if (s.raw === null) return writeBarrier(s.counter === null ? 'data_loss' : 'record_missing');
+      if (request.floor > known) return writeBarrier('rollback');
+      const currentVer = rec ? rec.ver : fakeSha(s.raw);
+      if (request.expectedVer === null || request.expectedVer !== currentVer) {
+        if (rec) {
+          return {
+            kind: 'observed',
+            record: { state: rec.state, ver: rec.ver, token: rec.token, ttlMs: rec.ttl, maxTtlMs: rec.maxttl, instanceId: rec.instance, ours: rec.session === this.session },
+            newest,
+          };
+        }
+        return { kind: 'foreign', ver: currentVer, detail: 'not a record', newest };
       }
-      if (s.counter === null) {
-        s.counter = 1_000_000;
-        s.set('barrier|1000000', this.ttlMs);
-        return { kind: 'barrier', remainingMs: this.ttlMs };
-      }
-      s.counter += 1;
-      const value = `${s.counter}|${this.session}|${this.instanceId}`;
-      s.set(value, this.ttlMs);
-      return { kind: 'acquired', lease: { token: s.counter, value } };
+      let token = newest + 1;
+      const now = s.nowMicros();
+      if (now > token && now <= MAX_SAFE) token = now;
+      if (token > MAX_SAFE) return { kind: 'anomaly', reason: 'invalid_value', detail: 'tokens exhausted' };
+      const maxttl = rec && rec.state !== 'barrier' ? Math.max(this.ttlMs, rec.ttl) : this.ttlMs;
+      const held: Rec = { state: 'held', ver: s.newVer(), token, ttl: this.ttlMs, maxttl, session: this.session, instance: this.instanceId };
+      s.raw = formatRecord(held);
+      s.counter = String(token);
+      s.announce('acquired', held);
+      return { kind: 'acquired', lease: { token, ver: held.ver } };
     });
   }
 
   renew(lease: Lease): Promise<RenewResult> {
-    return this.run('renew', () => {
+    return this.run('renew', (): RenewResult => {
       const s = this.store;
-      if (s.keyType !== 'string') return { kind: 'anomaly', reason: 'wrong_type', detail: 'hash', remainingMs: s.pttl() };
-      const cur = s.current();
-      if (cur === lease.value) {
-        s.set(cur, this.ttlMs);
-        return { kind: 'renewed' };
+      if (s.keyType !== 'string') return { kind: 'lost', found: s.keyType, holder: null };
+      if (s.raw === null) return { kind: 'lost', found: 'missing', holder: null };
+      const rec = s.record();
+      if (!rec) return { kind: 'lost', found: 'foreign', holder: null };
+      if (rec.state !== 'held' || rec.token !== lease.token || rec.session !== this.session) {
+        return { kind: 'lost', found: rec.state, holder: rec.state === 'held' ? { instanceId: rec.instance, token: rec.token } : null };
       }
-      if (cur === null || cur.startsWith('barrier|')) return { kind: 'lost', holder: null, remainingMs: s.pttl() };
-      const p = parseLeaseValue(cur);
-      if (!p) return { kind: 'anomaly', reason: 'invalid_value', detail: cur, remainingMs: s.pttl() };
-      return { kind: 'lost', holder: { instanceId: p.instanceId, token: p.token }, remainingMs: s.pttl() };
+      const next: Rec = { ...rec, ver: s.newVer(), ttl: this.ttlMs, maxttl: Math.max(this.ttlMs, rec.maxttl) };
+      s.raw = formatRecord(next);
+      s.announce('renewed', next);
+      return { kind: 'renewed', lease: { token: lease.token, ver: next.ver } };
     });
   }
 
   release(lease: Lease): Promise<ReleaseResult> {
-    return this.run('release', () => {
-      if (this.store.current() !== lease.value) return { kind: 'not_held' };
-      this.store.set(null);
-      this.store.announceRelease();
-      return { kind: 'released' };
-    });
+    return this.run('release', () => this.free((rec) => rec.token === lease.token && rec.session === this.session));
   }
 
   abandon(): Promise<ReleaseResult> {
-    return this.run('abandon', () => {
-      const cur = this.store.current();
-      if (cur === null || parseLeaseValue(cur)?.session !== this.session) return { kind: 'not_held' };
-      this.store.set(null);
-      this.store.announceRelease();
-      return { kind: 'released' };
-    });
+    return this.run('abandon', () => this.free((rec) => rec.session === this.session));
+  }
+
+  private free(ours: (rec: Rec) => boolean): ReleaseResult {
+    const s = this.store;
+    const rec = s.record();
+    if (!rec || rec.state !== 'held' || !ours(rec)) return { kind: 'not_held' };
+    const next: Rec = { ...rec, state: 'free', ver: s.newVer() };
+    s.raw = formatRecord(next);
+    s.announce('released', next);
+    return { kind: 'released', ver: next.ver };
   }
 
   private run<T>(op: 'acquire' | 'renew' | 'release' | 'abandon', apply: () => T): Promise<T> {

@@ -46,7 +46,7 @@ describe('loadConfig defaults', () => {
       metricsPort: 9090,
       httpHost: '0.0.0.0',
       logLevel: 'info',
-      live: { enabled: true, intervalMs: 1_000, streamKey: 'grinder:leader:lock:live', streamMaxLen: 10_000 },
+      live: { enabled: true, intervalMs: 1_000, streamKey: '{grinder:leader:lock}:live', maxConsecutiveFailures: 3, streamMaxLen: 10_000 },
     });
     assert.match(instanceId, /^grinder-.+-[0-9a-f]{8}$/);
   });
@@ -87,7 +87,7 @@ describe('loadConfig defaults', () => {
     assert.equal(c.metricsPort, 9191);
     assert.equal(c.httpHost, '127.0.0.1');
     assert.equal(c.logLevel, 'debug');
-    assert.equal(c.live.streamKey, 'my:lock:live');
+    assert.equal(c.live.streamKey, '{my:lock}:live');
   });
 });
 

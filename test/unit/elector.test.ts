@@ -16,6 +16,8 @@ interface Sim {
   time: FakeTime;
   store: FakeLeaseStore;
   replicas: SimReplica[];
+  /** Every leadership's start, in the order they began. */
+  starts: { at: number; id: string; token: number }[];
 }
 
 interface SimReplica {
@@ -27,11 +29,13 @@ interface SimReplica {
   contexts: LeaderContext[];
 }
 
-function simulate(n: number, opts: { counter?: number | null } = {}): Sim {
+/** A store that has seen GRINDER before (a free record, token 100) unless `fresh`: a Redis that never did, or lost its data. */
+function simulate(n: number, opts: { fresh?: boolean } = {}): Sim {
   const time = new FakeTime();
   const store = new FakeLeaseStore(time);
-  if (opts.counter !== undefined) store.counter = opts.counter;
+  if (!opts.fresh) store.setFree(100, TTL);
   const network = time.forProcess();
+  const starts: Sim['starts'] = [];
   const replicas = Array.from({ length: n }, (_, i): SimReplica => {
     const id = `r${i}`;
     const clock = time.forProcess();
@@ -49,11 +53,21 @@ function simulate(n: number, opts: { counter?: number | null } = {}): Sim {
     });
     elector.onLeading(async (ctx) => {
       contexts.push(ctx);
+      starts.push({ at: time.now(), id, token: ctx.token });
       await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve()));
     });
     return { id, clock, lock, elector, transitions, contexts };
   });
-  return { time, store, replicas };
+  return { time, store, replicas, starts };
+}
+
+/** Every leadership has a token greater than all that began before it. */
+function assertTokensIncrease(sim: Sim): void {
+  for (let i = 1; i < sim.starts.length; i++) {
+    const prev = sim.starts[i - 1];
+    const cur = sim.starts[i];
+    assert.ok(prev && cur && cur.token > prev.token, `token ${cur?.token} (${cur?.id} at ${cur?.at}) is not above ${prev?.token} (${prev?.id} at ${prev?.at})`);
+  }
 }
 
 /** Two replicas: a starts first and leads, b starts next and stands by. */
@@ -175,41 +189,54 @@ describe('LeaderElector', () => {
     const [a] = sim.replicas as [SimReplica];
     a.elector.start();
     await sim.time.advance(1);
-    sim.store.set('999|ff|intruder', TTL);
+    sim.store.setHeld(999, 'intruder', TTL);
     await sim.time.advance(RENEW);
     assert.equal(a.elector.currentRole(), 'standby');
     assert.equal(a.contexts[0]?.signal.aborted, true);
     assert.deepEqual(a.elector.snapshot().holder, 'intruder');
   });
 
-  it('treats garbage and a wrong-type key as held by someone else, never as ours', async () => {
+  it('replaces a string that is not a lease record only after it stood still for the TTL, and never overwrites another Redis type', async () => {
     const sim = simulate(1);
     const [a] = sim.replicas as [SimReplica];
-    sim.store.set('not a lease', TTL * 100);
+    sim.store.raw = 'not a lease';
     a.elector.start();
-    await sim.time.advance(5 * RENEW);
-    assert.equal(a.elector.currentRole(), 'standby');
-    sim.store.set(null);
-    sim.store.keyType = 'hash';
-    await sim.time.advance(5 * RENEW);
-    assert.equal(a.elector.currentRole(), 'standby');
-    sim.store.keyType = 'string';
-    await sim.time.advance(RENEW + 1);
-    assert.equal(a.elector.currentRole(), 'active');
+    await sim.time.advanceChecking(TTL - 5, 5, () => assert.equal(a.elector.currentRole(), 'standby'));
+    await sim.time.advance(RENEW + 10);
+    assert.equal(a.elector.currentRole(), 'active', 'the garbage was replaced');
+    await a.elector.stop();
+
+    const sim2 = simulate(1);
+    const [b] = sim2.replicas as [SimReplica];
+    sim2.store.keyType = 'hash';
+    b.elector.start();
+    await sim2.time.advance(10 * TTL);
+    assert.equal(b.elector.currentRole(), 'standby', 'a hash at the lock key is somebody else\'s data');
+    assert.equal(b.elector.snapshot().leaseState, 'anomaly');
+    sim2.store.keyType = 'string';
+    sim2.store.raw = null;
+    await sim2.time.advance(TTL + 2 * RENEW);
+    assert.equal(b.elector.currentRole(), 'active', 'once the key is gone: a barrier, then a leader');
   });
 
   it('waits one full TTL after Redis lost its data before anybody leads (lock-delay barrier)', async () => {
-    const sim = simulate(2, { counter: null });
+    const sim = simulate(2, { fresh: true });
     for (const r of sim.replicas) r.elector.start();
     await sim.time.advanceChecking(TTL - 10, 5, () => assert.deepEqual(roles(sim), ['standby', 'standby']));
     await sim.time.advance(20);
     assert.deepEqual(roles(sim).sort(), ['active', 'standby']);
   });
 
-  it('retries right when the holder lease expires, not at the next fixed tick', async () => {
+  it('takes a dead holder over one TTL after its last renewal was announced, not at the next fixed tick', async () => {
     const { sim, a, b } = await leaderAndStandby();
+    let lastRenewal = 0;
+    b.lock.subscribe((e) => {
+      if (e.kind === 'announcement' && e.announcement.event === 'renewed') lastRenewal = sim.time.now();
+    });
+    await sim.time.advance(2 * RENEW + 7);
     a.clock.paused = true; // the leader dies: no more renewals
-    const expiresAt = sim.store.expiresAt;
+    assert.ok(lastRenewal > 0, 'renewals are announced');
+    const expiresAt = lastRenewal + TTL;
     await sim.time.advance(expiresAt - sim.time.now() - 1);
     assert.equal(b.elector.currentRole(), 'standby');
     await sim.time.advance(2);
@@ -230,8 +257,8 @@ describe('LeaderElector', () => {
     await sim2.time.advance(timing.commandTimeoutMs + 1);
     assert.equal(c.elector.currentRole(), 'standby');
     c.lock.mode = 'ok';
-    c.lock.emit('connected');
-    await sim2.time.advance(0);
+    c.lock.emit({ kind: 'connected' });
+    await sim2.time.advance(2);
     assert.equal(c.elector.currentRole(), 'active');
   });
 
@@ -240,9 +267,9 @@ describe('LeaderElector', () => {
     const [a] = sim.replicas as [SimReplica];
     a.elector.start();
     await sim.time.advance(1);
-    assert.notEqual(sim.store.current(), null);
+    assert.equal(sim.store.record()?.state, 'held');
     await a.elector.stop();
-    assert.equal(sim.store.current(), null, 'lease released');
+    assert.equal(sim.store.record()?.state, 'free', 'lease released');
     assert.equal(a.contexts[0]?.signal.aborted, true);
     assert.equal(a.elector.currentRole(), 'standby');
   });
@@ -273,7 +300,6 @@ describe('LeaderElector', () => {
     };
     const sim = simulate(3);
     for (const r of sim.replicas) r.elector.start();
-    const tokens: number[] = [];
     for (let round = 0; round < 60; round++) {
       const victim = sim.replicas[Math.floor(rand() * 3)] as SimReplica;
       const fault = rand();
@@ -281,10 +307,9 @@ describe('LeaderElector', () => {
       else if (fault < 0.5) victim.lock.mode = victim.lock.mode === 'ok' ? 'down' : 'ok';
       else if (fault < 0.6) victim.lock.mode = victim.lock.mode === 'ok' ? 'timeout' : 'ok';
       else if (fault < 0.7) victim.lock.latencyMs = Math.floor(rand() * 150);
+      else if (fault < 0.75) sim.store.raw = null; // DEL or eviction of the record
+      else if (fault < 0.8) victim.lock.deaf = !victim.lock.deaf;
       await sim.time.advanceChecking(Math.floor(rand() * 2 * TTL), 5, () => assertAtMostOneActive(sim));
-      for (const r of sim.replicas) {
-        for (const c of r.contexts) if (!tokens.includes(c.token)) tokens.push(c.token);
-      }
     }
     // Heal everything: somebody leads again.
     for (const r of sim.replicas) {
@@ -294,8 +319,122 @@ describe('LeaderElector', () => {
     }
     await sim.time.advanceChecking(3 * TTL, 5, () => assertAtMostOneActive(sim));
     assert.equal(roles(sim).filter((x) => x === 'active').length, 1);
-    const starts = sim.replicas.flatMap((r) => r.contexts.map((c) => c.token));
-    assert.equal(new Set(starts).size, starts.length, 'every leadership has its own token');
-    assert.ok(starts.length > 3, `several failovers happened (${starts.length})`);
+    assertTokensIncrease(sim);
+    assert.ok(sim.starts.length > 3, `several failovers happened (${sim.starts.length})`);
+  });
+  it('a deleted or evicted record ends the leadership at its next renewal and costs one barrier, never an overlap', async () => {
+    const { sim, a, b } = await leaderAndStandby();
+    const first = a.contexts[0]?.token ?? 0;
+    sim.store.raw = null;
+    await sim.time.advanceChecking(RENEW + 5, 1, () => assertAtMostOneActive(sim));
+    assert.deepEqual(roles(sim), ['standby', 'standby'], 'the renewal found the record gone');
+    assert.equal(sim.store.record()?.state, 'barrier');
+    await sim.time.advanceChecking(TTL - 2 * RENEW, 5, () => assert.deepEqual(roles(sim), ['standby', 'standby']));
+    await sim.time.advanceChecking(2 * RENEW + 10, 1, () => assertAtMostOneActive(sim));
+    assert.equal(roles(sim).filter((r) => r === 'active').length, 1);
+    assertTokensIncrease(sim);
+    assert.ok(sim.starts.at(-1)!.token > first);
+    void b;
+  });
+
+  it('a record deleted while the standby could not hear renewals still never overlaps (the barrier outlasts the holder)', async () => {
+    const { sim, a, b } = await leaderAndStandby();
+    b.lock.deaf = true;
+    b.clock.paused = true; // the standby's view goes stale
+    await sim.time.advance(TTL - 3 * RENEW); // a renews meanwhile; b hears nothing
+    sim.store.raw = null;
+    b.clock.paused = false;
+    await sim.time.advanceChecking(3 * TTL, 1, () => assertAtMostOneActive(sim));
+    assert.equal(roles(sim).filter((r) => r === 'active').length, 1);
+    assertTokensIncrease(sim);
+    void a;
+  });
+
+  it('Redis rolled back to an older record: no overlap, and no token is handed out twice', async () => {
+    const sim = simulate(3);
+    sim.store.facts = { maxmemoryPolicy: 'noeviction', durable: false };
+    for (const r of sim.replicas) r.elector.start();
+    await sim.time.advance(10);
+    const snapshot = { raw: sim.store.raw, counter: sim.store.counter, fence: sim.store.fence };
+    // Two more leaderships after the snapshot.
+    for (let i = 0; i < 2; i++) {
+      const leader = sim.replicas.find((r) => r.elector.currentRole() === 'active');
+      leader?.contexts.at(-1)?.resign('move on');
+      await sim.time.advanceChecking(3 * RENEW, 1, () => assertAtMostOneActive(sim));
+    }
+    const before = sim.starts.length;
+    // Restart with the old data: every connection breaks, then the old record is back.
+    sim.store.raw = snapshot.raw;
+    sim.store.counter = snapshot.counter;
+    sim.store.fence = snapshot.fence;
+    for (const r of sim.replicas) r.lock.emit({ kind: 'disconnected' });
+    await sim.time.advanceChecking(4 * TTL, 1, () => assertAtMostOneActive(sim));
+    assert.equal(roles(sim).filter((r) => r === 'active').length, 1, 'a leader again');
+    assert.ok(sim.starts.length > before);
+    assertTokensIncrease(sim);
+  });
+
+  it('repairs a counter that is garbage, above 2^53 or below the fence instead of fighting it', async () => {
+    for (const counter of ['garbage', '99999999999999999999', '5']) {
+      const sim = simulate(2);
+      sim.store.fence = '500';
+      sim.store.counter = counter;
+      for (const r of sim.replicas) r.elector.start();
+      await sim.time.advanceChecking(3 * TTL, 5, () => assertAtMostOneActive(sim));
+      assert.equal(sim.starts.length, 1, `counter ${counter}: one leadership, no churn`);
+      assert.ok((sim.starts[0]?.token ?? 0) > 500, `counter ${counter}: token above the fence`);
+      assert.equal(sim.store.counter, String(sim.starts[0]?.token), `counter ${counter}: repaired`);
+    }
+  });
+
+  it('the longest TTL any holder used sizes the barrier after a data loss', async () => {
+    const sim = simulate(2);
+    const [long, short] = sim.replicas as [SimReplica, SimReplica];
+    long.lock.ttlMs = 3 * TTL; // a replica configured with a longer TTL leads first
+    long.elector.start();
+    await sim.time.advance(2);
+    short.elector.start();
+    await sim.time.advance(RENEW);
+    assert.equal(long.elector.currentRole(), 'active');
+    long.clock.paused = true; // cut off, still believing it leads until its own (long) deadline
+    sim.store.loseData();
+    await sim.time.advanceChecking(3 * TTL - 2 * RENEW, 5, () => assert.equal(short.elector.currentRole(), 'standby'));
+    await sim.time.advance(3 * TTL);
+    assert.equal(short.elector.currentRole(), 'active');
+  });
+
+  it('after a break in the connection to a Redis that may lose writes, a standby waits a full TTL again', async () => {
+    const { sim, a, b } = await leaderAndStandby();
+    sim.store.facts = { maxmemoryPolicy: 'noeviction', durable: false };
+    await sim.time.advance(TTL / 2);
+    a.clock.paused = true; // the leader dies
+    await sim.time.advance(TTL / 2 - 50);
+    b.lock.emit({ kind: 'disconnected' }); // and Redis restarts just before b could take over
+    await sim.time.advanceChecking(TTL - 100, 5, () => assert.equal(b.elector.currentRole(), 'standby'));
+    await sim.time.advance(2 * RENEW);
+    assert.equal(b.elector.currentRole(), 'active');
+  });
+
+  it('backs off after resigning, longer each time it repeats, so a failing leader does not keep the lease from others', async () => {
+    const sim = simulate(1);
+    const [a] = sim.replicas as [SimReplica];
+    a.elector.start();
+    await sim.time.advance(2);
+    const gaps: number[] = [];
+    let resignedAt = 0;
+    for (let i = 0; i < 3; i++) {
+      const ctx = a.contexts.at(-1);
+      resignedAt = sim.time.now();
+      ctx?.resign('work failed');
+      const count = a.contexts.length;
+      // Resign again as soon as it leads again: the failures repeat.
+      for (let t = 0; t < 3 * TTL && a.contexts.length === count; t++) await sim.time.advance(1);
+      const next = sim.starts[count];
+      assert.ok(next, `led again after resignation ${i + 1}`);
+      gaps.push(next.at - resignedAt);
+    }
+    assert.ok((gaps[0] ?? 0) >= RENEW, `first back-off ${gaps[0]} ms is at least one renew interval`);
+    assert.ok((gaps[1] ?? 0) > (gaps[0] ?? 0) && (gaps[2] ?? 0) > (gaps[1] ?? 0), `back-off grows: ${gaps.join(', ')}`);
+    assert.ok((gaps[2] ?? 0) <= TTL + 2 * RENEW, 'and stays within the TTL');
   });
 });

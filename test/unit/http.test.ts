@@ -191,6 +191,9 @@ describe('HTTP contract', () => {
         lastRenewAgeMs: 1_250,
         redisConnected: true,
         loopHealthy: true,
+        leaseState: 'held',
+        redisMaxmemoryPolicy: 'volatile-lru',
+        redisDurable: false,
       });
       uptime = 99.9996;
       const r = await request('/status');
@@ -206,6 +209,9 @@ describe('HTTP contract', () => {
         lease_remaining_ms: 8_750,
         last_renew_age_ms: 1_250,
         redis_connected: true,
+        lease_state: 'held',
+        redis_maxmemory_policy: 'volatile-lru',
+        redis_durable: false,
         lock_key: 'grinder:leader:lock',
         lock_ttl_ms: 10_000,
         renew_interval_ms: 3_000,

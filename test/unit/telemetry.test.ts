@@ -18,6 +18,8 @@ import {
   type LockEvent,
   type ReleaseResult,
   type RenewResult,
+  type AcquireRequest,
+  type StoreFacts,
 } from '../../src/ha/lock';
 import { ROLES, type Role } from '../../src/ha/role';
 import { InstrumentedLeaseLock } from '../../src/telemetry/instrumented-lock';
@@ -168,6 +170,10 @@ describe('metric names are the contract', () => {
         buildInfo: 'grinder_build_info',
         liveWrites: 'grinder_live_writes_total',
         liveLastAcceptedWriteAge: 'grinder_live_last_accepted_write_age_seconds',
+        haRedisMaxmemoryPolicy: 'grinder_ha_redis_maxmemory_policy',
+        haRedisDurable: 'grinder_ha_redis_durable',
+        haRedisRollbacks: 'grinder_ha_redis_rollbacks_total',
+        haBarriers: 'grinder_ha_barriers_total',
       },
     );
     assert.deepEqual([...LOCK_FAILURE_REASONS], ['timeout', 'connection', 'lost', 'wrong_type', 'invalid_value', 'script_error']);
@@ -193,12 +199,16 @@ describe('metrics through an in-memory reader', () => {
     const c = await h.collect();
     assert.deepEqual(c.names(), [
       'grinder_build_info',
+      'grinder_ha_barriers_total',
       'grinder_ha_enabled',
       'grinder_ha_fencing_token',
       'grinder_ha_is_leader',
       'grinder_ha_lease_remaining_seconds',
       'grinder_ha_lock_failures_total',
       'grinder_ha_lock_ttl_seconds',
+      'grinder_ha_redis_durable',
+      'grinder_ha_redis_maxmemory_policy',
+      'grinder_ha_redis_rollbacks_total',
       'grinder_ha_redis_up',
       'grinder_ha_renew_interval_seconds',
       'grinder_ha_renew_latency_seconds',
@@ -422,7 +432,7 @@ describe('Prometheus text from startTelemetry', () => {
       assert.ok(!text.includes('target_info'), 'no target_info');
       assert.ok(!text.includes('_total_total'), 'no doubled _total suffix');
       const counters = lines.filter((l) => l.startsWith('# TYPE ') && l.endsWith(' counter')).map((l) => l.split(' ')[2]);
-      assert.deepEqual(counters, ['grinder_ha_lock_failures_total', 'grinder_ha_transitions_total']);
+      assert.deepEqual([...counters].sort(), ['grinder_ha_barriers_total', 'grinder_ha_lock_failures_total', 'grinder_ha_redis_rollbacks_total', 'grinder_ha_transitions_total']);
       // Every sample belongs to a family with HELP and TYPE.
       for (const l of lines) {
         if (l === '' || l.startsWith('#')) continue;
@@ -448,19 +458,23 @@ describe('Prometheus text from startTelemetry', () => {
 // ---------------------------------------------------------------------------------------------
 // Spans and counts of InstrumentedLeaseLock
 
-const LEASE: Lease = { token: 42, value: `42|00ff|${INSTANCE_ID}` };
+const LEASE: Lease = { token: 42, ver: '00ff' };
+const REQUEST: AcquireRequest = { expectedVer: null, floor: 0, barrierMs: 10_000 };
 
 /** A LeaseLock whose next answers the test sets; each call may move the fake clock. */
 class ScriptedLock implements LeaseLock {
   readonly lockKey = LOCK_KEY;
   acquireAnswer: () => Promise<AcquireResult> = async () => ({ kind: 'acquired', lease: LEASE });
-  renewAnswer: () => Promise<RenewResult> = async () => ({ kind: 'renewed' });
-  releaseAnswer: () => Promise<ReleaseResult> = async () => ({ kind: 'released' });
+  renewAnswer: () => Promise<RenewResult> = async () => ({ kind: 'renewed', lease: LEASE });
+  releaseAnswer: () => Promise<ReleaseResult> = async () => ({ kind: 'released', ver: '0100' });
   connected = true;
   closed = 0;
   listeners: ((e: LockEvent) => void)[] = [];
   calls: string[] = [];
 
+  facts(): StoreFacts {
+    return { maxmemoryPolicy: 'noeviction', durable: true };
+  }
   acquire(): Promise<AcquireResult> {
     this.calls.push('acquire');
     return this.acquireAnswer();
@@ -533,7 +547,7 @@ describe('InstrumentedLeaseLock', () => {
   });
 
   it('makes one grinder.ha.acquire span with instance, key, result and token', async () => {
-    const r = await lock.acquire();
+    const r = await lock.acquire(REQUEST);
     assert.deepEqual(r, { kind: 'acquired', lease: LEASE });
     const s = onlySpan();
     assert.equal(s.name, 'grinder.ha.acquire');
@@ -548,8 +562,12 @@ describe('InstrumentedLeaseLock', () => {
   });
 
   it('reports the holder and its token when the lease is held by someone else', async () => {
-    inner.acquireAnswer = async () => ({ kind: 'held', holder: { instanceId: 'grinder-other-99999999', token: 41 }, remainingMs: 5_000 });
-    await lock.acquire();
+    inner.acquireAnswer = async () => ({
+      kind: 'observed',
+      record: { state: 'held', ver: '0aa0', token: 41, ttlMs: 10_000, maxTtlMs: 10_000, instanceId: 'grinder-other-99999999', ours: false },
+      newest: 41,
+    });
+    await lock.acquire(REQUEST);
     const s = onlySpan();
     assert.deepEqual(s.attributes, {
       'grinder.instance.id': INSTANCE_ID,
@@ -564,7 +582,7 @@ describe('InstrumentedLeaseLock', () => {
 
   it('counts an anomaly at the lock key as a failure with its reason', async () => {
     inner.acquireAnswer = async () => ({ kind: 'anomaly', reason: 'wrong_type', detail: 'the lock key is a hash', remainingMs: -1 });
-    const r = await lock.acquire();
+    const r = await lock.acquire(REQUEST);
     assert.equal(r.kind, 'anomaly');
     const s = onlySpan();
     assert.equal(s.attributes['grinder.ha.result'], 'anomaly');
@@ -576,10 +594,10 @@ describe('InstrumentedLeaseLock', () => {
   it('makes one grinder.ha.renew span and records the renew latency', async () => {
     inner.renewAnswer = async () => {
       now += 37;
-      return { kind: 'renewed' };
+      return { kind: 'renewed', lease: LEASE };
     };
     const r = await lock.renew(LEASE);
-    assert.deepEqual(r, { kind: 'renewed' });
+    assert.deepEqual(r, { kind: 'renewed', lease: LEASE });
     assert.deepEqual(inner.calls, ['renew 42']);
     const s = onlySpan();
     assert.equal(s.name, 'grinder.ha.renew');
@@ -601,7 +619,7 @@ describe('InstrumentedLeaseLock', () => {
   it('counts a renew that finds the lease lost as renew/lost', async () => {
     inner.renewAnswer = async () => {
       now += 5;
-      return { kind: 'lost', holder: { instanceId: 'grinder-other-99999999', token: 43 }, remainingMs: 9_000 };
+      return { kind: 'lost', found: 'held', holder: { instanceId: 'grinder-other-99999999', token: 43 } };
     };
     const r = await lock.renew(LEASE);
     assert.equal(r.kind, 'lost');
@@ -639,7 +657,7 @@ describe('InstrumentedLeaseLock', () => {
     inner.acquireAnswer = async () => {
       throw new LockUnavailableError('acquire', 'connection', 'Redis connection is not ready');
     };
-    await assert.rejects(lock.acquire(), LockUnavailableError);
+    await assert.rejects(lock.acquire(REQUEST), LockUnavailableError);
     assert.equal(onlySpan().attributes['grinder.ha.failure_reason'], 'connection');
     assert.deepEqual(await failures(), { 'acquire/connection': 1 });
   });
@@ -657,7 +675,7 @@ describe('InstrumentedLeaseLock', () => {
 
   it('makes one grinder.ha.release span', async () => {
     const r = await lock.release(LEASE);
-    assert.deepEqual(r, { kind: 'released' });
+    assert.deepEqual(r, { kind: 'released', ver: '0100' });
     const s = onlySpan();
     assert.equal(s.name, 'grinder.ha.release');
     assert.deepEqual(s.attributes, {
@@ -683,14 +701,14 @@ describe('InstrumentedLeaseLock', () => {
     assert.equal(onlySpan().name, 'grinder.ha.release');
     assert.equal(onlySpan().attributes['grinder.ha.result'], 'nothing_to_abandon');
     assert.deepEqual(await failures(), {});
-    inner.releaseAnswer = async () => ({ kind: 'released' });
+    inner.releaseAnswer = async () => ({ kind: 'released', ver: '0101' });
     await lock.abandon();
     assert.equal(spans()[1]?.attributes['grinder.ha.result'], 'abandoned');
     assert.deepEqual(inner.calls, ['abandon', 'abandon']);
   });
 
   it('makes exactly one span per operation, each ended', async () => {
-    await lock.acquire();
+    await lock.acquire(REQUEST);
     await lock.renew(LEASE);
     await lock.renew(LEASE);
     await lock.release(LEASE);
@@ -710,8 +728,8 @@ describe('InstrumentedLeaseLock', () => {
     assert.equal(lock.isConnected(), true);
     const seen: LockEvent[] = [];
     lock.subscribe((e) => seen.push(e));
-    for (const l of inner.listeners) l('connected');
-    assert.deepEqual(seen, ['connected']);
+    for (const l of inner.listeners) l({ kind: 'connected' });
+    assert.deepEqual(seen, [{ kind: 'connected' }]);
     await lock.close();
     assert.equal(inner.closed, 1);
     assert.deepEqual(spans(), []);

@@ -1,6 +1,8 @@
 import { createConnection } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
+import { parseAnnouncement } from '../../src/ha/lock';
+import { leaseKeys } from '../../src/redis/keys';
 import { RedisServer } from '../../test/support/redis';
 import { sleep } from './http';
 import type { ReadyRole } from './http';
@@ -15,16 +17,17 @@ export interface LeaseTimingConfig {
 
 export const LOCK_KEY = 'grinder:leader:lock';
 
-/** What the lock key held at one moment, on the bench's own monotonic clock. */
+/** The lease as its last announcement showed it, on the bench's own monotonic clock. */
 export interface LeaseReading {
-  /** Instance id of the holder, or null when the key is missing or not a lease. */
+  /** Instance id of the holder, or null before any acquisition was announced. */
   holder: string | null;
-  /** performance.now() at which Redis will expire the key (-1 PTTL: null). */
+  /**
+   * performance.now() at which the lease ends: the arrival of its last acquire or renewal
+   * announcement plus its TTL. The lease record never expires in Redis; this is the moment a
+   * standby that heard the same announcement may take a dead holder over.
+   */
   expiresAt: number | null;
 }
-
-// GET and PTTL in one atomic step, so the expiry belongs to the value read with it.
-const READ_LEASE = "return {redis.call('GET', KEYS[1]) or '', redis.call('PTTL', KEYS[1])}";
 
 /**
  * One persistent redis-server of the bench's own (on a free port, never 6379) and two replicas
@@ -35,7 +38,8 @@ export class Pair {
   readonly timing: LeaseTimingConfig;
   readonly replicas: BenchReplica[] = [];
   private readonly ports: number[] = [];
-  private readonly client: Redis;
+  private readonly subscriber: Redis;
+  private last: LeaseReading = { holder: null, expiresAt: null };
   private readonly snapshot: DistSnapshot;
   private readonly res: Resources;
 
@@ -44,15 +48,16 @@ export class Pair {
     this.timing = timing;
     this.snapshot = snapshot;
     this.res = res;
-    this.client = new Redis(redis.url, {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: 1_000,
-      retryStrategy: () => 50,
-    });
-    this.client.on('error', () => {
+    this.subscriber = new Redis(redis.url, { retryStrategy: () => 50, maxRetriesPerRequest: null });
+    this.subscriber.on('error', () => {
       // Redis is restarted on purpose; the scenarios that read the lease run while it is up.
     });
+    this.subscriber.on('message', (_channel: string, message: string) => {
+      const a = parseAnnouncement(message);
+      if (a && (a.event === 'acquired' || a.event === 'renewed')) this.last = { holder: a.instanceId, expiresAt: performance.now() + a.ttlMs };
+      else if (a && a.event === 'released') this.last = { holder: null, expiresAt: null };
+    });
+    void this.subscriber.subscribe(leaseKeys(LOCK_KEY).events).catch(() => undefined);
   }
 
   static async start(timing: LeaseTimingConfig, snapshot: DistSnapshot, res: Resources): Promise<Pair> {
@@ -124,16 +129,10 @@ export class Pair {
     }
   }
 
-  /** Reads the lock key; the expiry is placed on the bench's clock at the middle of the round trip. */
+  /** The lease as last announced (a short wait lets announcements in flight arrive). */
   async lease(): Promise<LeaseReading> {
-    const sent = performance.now();
-    const reply = (await this.client.eval(READ_LEASE, 1, LOCK_KEY)) as unknown;
-    const received = performance.now();
-    if (!Array.isArray(reply) || reply.length !== 2) throw new Error(`unexpected lease reading ${JSON.stringify(reply)}`);
-    const value = String(reply[0]);
-    const pttl = Number(reply[1]);
-    const m = /^\d+\|[0-9a-f]+\|(.+)$/.exec(value);
-    return { holder: m ? (m[1] as string) : null, expiresAt: pttl >= 0 ? (sent + received) / 2 + pttl : null };
+    await sleep(5);
+    return { ...this.last };
   }
 
   /** True when Redis answers PING right now (a fresh connection, no retries). */
@@ -152,7 +151,7 @@ export class Pair {
   }
 
   async close(): Promise<void> {
-    this.client.disconnect();
+    this.subscriber.disconnect();
     for (const r of this.replicas) await r.stop('SIGKILL');
     await this.res.releaseRedis(this.redis);
   }

@@ -100,7 +100,7 @@ export function renderMarkdown(r: BenchResult): string {
     const timing = `${c.timing.ttlMs}/${c.timing.renewMs}`;
     const t = (prefix: string): Target | undefined => r.targets.find((x) => x.timing === timing && x.name.startsWith(prefix));
     lines.push(seriesRow('Crash failover: SIGKILL of the ACTIVE → the other\'s 200 on /readyz', c, c.crash.failover, '—', ''));
-    lines.push(seriesRow('… lease time left at the kill (Redis PTTL)', c, c.crash.leaseLeftAtKill, '—', ''));
+    lines.push(seriesRow('… lease time left at the kill (last renewal + TTL)', c, c.crash.leaseLeftAtKill, '—', ''));
     lines.push(seriesRow('… ACTIVE after the dead leader\'s lease expired', c, c.crash.afterExpiry, `≤ ${TARGETS.crashAfterExpiryMaxMs} ms`, yes(t('crash'))));
     lines.push(seriesRow('Graceful handover: SIGTERM of the ACTIVE → the other\'s 200', c, c.graceful.handover, `median < ${TARGETS.gracefulMedianMs} ms`, yes(t('graceful'))));
     lines.push(seriesRow('Redis restart: redis-server started → exactly one 200', c, c.redisRestart.recovery, `< ${TARGETS.redisRecoveryMaxMs} ms`, yes(t('Redis'))));

@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { leaseKeys } from '../../src/redis/keys';
 import { freePort } from '../../test/support/ports';
 import {
   analyze,
@@ -55,7 +56,7 @@ export interface ChaosOutcome {
 }
 
 export const LOCK_KEY = 'grinder:chaos:lock';
-export const STREAM_KEY = `${LOCK_KEY}:live`;
+export const STREAM_KEY = leaseKeys(LOCK_KEY).liveStream;
 
 /** mulberry32: a small, fast, seedable PRNG; plenty for choosing faults. */
 export function prng(seed: number): () => number {

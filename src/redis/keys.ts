@@ -1,0 +1,57 @@
+/**
+ * Every Redis key and channel GRINDER HA uses, derived from the lock key in one place.
+ *
+ * Derived names carry the lock key as a Redis Cluster hash tag (`{<lock key>}:token`), so every
+ * key a script touches hashes to the lock key's slot and the default lock key works on a cluster.
+ * A lock key that already has a hash tag keeps it: derived names append to it instead.
+ */
+export interface LeaseKeys {
+  /** The lease record: who leads, with which token, since which version. Never expires. */
+  readonly record: string;
+  /** The newest fencing token handed out. Never expires. */
+  readonly counter: string;
+  /** The highest token any fenced write has accepted. Never expires. */
+  readonly fence: string;
+  /** Pub/sub channel for announcements (acquired, renewed, released, barrier). */
+  readonly events: string;
+  /** Default stream the built-in live loop appends to. */
+  readonly liveStream: string;
+}
+
+/** True when Redis Cluster would hash `key` by a `{…}` tag rather than the whole key. */
+export function hasHashTag(key: string): boolean {
+  const open = key.indexOf('{');
+  if (open < 0) return false;
+  const close = key.indexOf('}', open + 1);
+  return close > open + 1;
+}
+
+/** `{<lock key>}` or, when the lock key has its own hash tag, the lock key itself. */
+function slotPrefix(lockKey: string): string {
+  return hasHashTag(lockKey) ? lockKey : `{${lockKey}}`;
+}
+
+export function leaseKeys(lockKey: string): LeaseKeys {
+  const p = slotPrefix(lockKey);
+  return {
+    record: lockKey,
+    counter: `${p}:token`,
+    fence: `${p}:fence`,
+    events: `${p}:events`,
+    liveStream: `${p}:live`,
+  };
+}
+
+/** Whether `key` hashes to the same Cluster slot as the lock key (required for a stream that fenced writes append to). */
+export function sharesLockSlot(lockKey: string, key: string): boolean {
+  return hashTagOf(key) === hashTagOf(lockKey);
+}
+
+function hashTagOf(key: string): string {
+  const open = key.indexOf('{');
+  if (open >= 0) {
+    const close = key.indexOf('}', open + 1);
+    if (close > open + 1) return key.slice(open + 1, close);
+  }
+  return key;
+}

@@ -1,0 +1,120 @@
+--[[
+  Take the leader lease over from the record version the caller has watched long enough, and hand
+  out a fencing token greater than every token this Redis or the caller knows of.
+
+  The caller decides *when* a version may be taken over (it watched it stand still for the longest
+  TTL on its own monotonic clock, or heard its release announced); this script only checks that the
+  version is still the current one, so a renewal, release or takeover in between makes it a no-op.
+
+  Input:
+    KEYS[1] lock key      the lease record (include/lease-record.lua); never expires
+    KEYS[2] counter key   string integer: the newest fencing token handed out; never expires
+    KEYS[3] fence key     string integer: the highest token a fenced write has accepted
+    ARGV[1] session       random hex naming this process incarnation
+    ARGV[2] instance id
+    ARGV[3] ttl           this caller's lease TTL in ms
+    ARGV[4] expected ver  the version the caller may take over, or '' for none
+    ARGV[5] floor         the highest token the caller has seen anywhere
+    ARGV[6] barrier ms    how long a barrier this call writes must last (the longest TTL the
+                          caller knows any holder used)
+    ARGV[7] new ver       random hex for the version this call writes, if it writes one
+    ARGV[8] channel       announcement channel
+
+  Output:
+    {1, token, ver}                                   acquired
+    {0, state, ver, token, ttl, maxttl, instance, newest, session}
+                                                      not taken: the record as it stands
+    {-1, ver, ms, reason, newest}                     a barrier was written now; reason is
+                                                      data_loss (record and counter missing),
+                                                      record_missing, or rollback (the caller has
+                                                      seen a token newer than anything here)
+    {-2, ver, pttl, newest}                           the key holds a string that is not a record;
+                                                      ver is its SHA1, so it can be taken over
+                                                      once it has stood still long enough
+    {-3, type}                                        the key holds another Redis type: never
+                                                      taken over (it is somebody's data)
+    {-4, newest}                                      no token below 2^53 is left
+
+  Run late (after the caller gave up waiting): the compare-and-set makes it harmless. Either the
+  version it expected is gone (nothing written), or it took the lease for a session that is not
+  leading; that session then hands it back (release-session-1.lua) or its next acquire replaces it,
+  and every other replica still waits the full TTL on the version it wrote.
+]]
+-- @include include/lease-record.lua
+
+local lockKey, counterKey, fenceKey = KEYS[1], KEYS[2], KEYS[3]
+local session, instanceId = ARGV[1], ARGV[2]
+local ttl = tonumber(ARGV[3])
+local expected = ARGV[4]
+local floor = tonumber(ARGV[5])
+local barrierMs = tonumber(ARGV[6])
+local newVer = ARGV[7]
+local channel = ARGV[8]
+
+local keyType = redis.call('TYPE', lockKey)['ok']
+if keyType ~= 'none' and keyType ~= 'string' then
+  return { -3, keyType }
+end
+
+local rawCounter = redis.call('GET', counterKey)
+local counter = safeInt(rawCounter)
+local fence = safeInt(redis.call('GET', fenceKey))
+local raw = nil
+if keyType == 'string' then
+  raw = redis.call('GET', lockKey)
+end
+local rec = parseRecord(raw)
+
+local known = math.max(counter or 0, fence or 0, (rec and rec.token) or 0)
+local newest = math.max(known, floor)
+
+local function writeBarrier(reason)
+  local ms = math.max(barrierMs, ttl, (rec and rec.maxttl) or 0, (rec and rec.ttl) or 0)
+  redis.call('SET', lockKey, formatRecord('barrier', newVer, newest, ms, ms, session, instanceId))
+  redis.call('SET', counterKey, fmt(newest))
+  announce(channel, 'barrier', newVer, newest, ms, instanceId)
+  return { -1, newVer, ms, reason, fmt(newest) }
+end
+
+if raw == nil then
+  if rawCounter == false then
+    return writeBarrier('data_loss')
+  end
+  return writeBarrier('record_missing')
+end
+if floor > known then
+  return writeBarrier('rollback')
+end
+
+local currentVer
+if rec then
+  currentVer = rec.ver
+else
+  currentVer = redis.sha1hex(raw)
+end
+if expected == '' or expected ~= currentVer then
+  if rec then
+    return { 0, rec.state, rec.ver, fmt(rec.token), fmt(rec.ttl), fmt(rec.maxttl), rec.instance, fmt(newest), rec.session }
+  end
+  return { -2, currentVer, redis.call('PTTL', lockKey), fmt(newest) }
+end
+
+-- Redis' clock in microseconds keeps tokens ahead of every earlier one even when the counter was
+-- rolled back and nobody remembers a newer token, as long as that clock has not gone back.
+local time = redis.call('TIME')
+local nowMicros = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local token = newest + 1
+if nowMicros > token and nowMicros <= MAX_SAFE then
+  token = nowMicros
+end
+if token > MAX_SAFE then
+  return { -4, fmt(newest) }
+end
+local maxttl = ttl
+if rec and rec.state ~= 'barrier' then
+  maxttl = math.max(ttl, rec.ttl)
+end
+redis.call('SET', lockKey, formatRecord('held', newVer, token, ttl, maxttl, session, instanceId))
+redis.call('SET', counterKey, fmt(token))
+announce(channel, 'acquired', newVer, token, ttl, instanceId)
+return { 1, fmt(token), newVer }

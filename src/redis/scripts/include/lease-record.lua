@@ -1,0 +1,59 @@
+--[[
+  Shared by the lease scripts: the lease record stored at the lock key, and safe integers.
+
+  The record is a plain string that never expires (no PX): a Redis key expiry follows Redis' wall
+  clock and can be evicted early, so nothing in the election depends on it. Observers judge how
+  long a record version has stood still on their own monotonic clocks.
+
+    2|<state>|<ver>|<token>|<ttl>|<maxttl>|<session>|<instance id>
+
+  state     held (a leadership), free (released by its holder), barrier (nobody may lead yet)
+  ver       random hex written with every change; observers compare versions, acquire compares
+            the version the caller watched (compare-and-set)
+  token     the leadership's fencing token (held, free) or the newest token known (barrier)
+  ttl       the holder's lease TTL in ms (held, free) or the barrier's length in ms
+  maxttl    the largest TTL among this and the previous holder, so a later barrier covers both
+  session   random hex naming the holder's process incarnation (may be empty for a barrier)
+]]
+local MAX_SAFE = 9007199254740991
+
+-- A decimal string that a double (and a JavaScript number) holds exactly, else nil.
+local function safeInt(s)
+  if type(s) ~= 'string' or #s > 16 or not string.match(s, '^%d+$') then
+    return nil
+  end
+  local n = tonumber(s)
+  if n > MAX_SAFE then
+    return nil
+  end
+  return n
+end
+
+local function fmt(n)
+  return string.format('%.0f', n)
+end
+
+local function parseRecord(v)
+  if type(v) ~= 'string' then
+    return nil
+  end
+  local state, ver, token, ttl, maxttl, session, instance =
+    string.match(v, '^2|(%l+)|(%x+)|(%d+)|(%d+)|(%d+)|(%x*)|(.*)$')
+  if state ~= 'held' and state ~= 'free' and state ~= 'barrier' then
+    return nil
+  end
+  token, ttl, maxttl = safeInt(token), safeInt(ttl), safeInt(maxttl)
+  if not token or not ttl or not maxttl then
+    return nil
+  end
+  return { state = state, ver = ver, token = token, ttl = ttl, maxttl = maxttl, session = session, instance = instance }
+end
+
+local function formatRecord(state, ver, token, ttl, maxttl, session, instance)
+  return '2|' .. state .. '|' .. ver .. '|' .. fmt(token) .. '|' .. fmt(ttl) .. '|' .. fmt(maxttl) .. '|' .. session .. '|' .. instance
+end
+
+-- Announcements are hints for a prompt retry; the record stays the only source of truth.
+local function announce(channel, event, ver, token, ttl, instance)
+  redis.call('PUBLISH', channel, event .. '|' .. ver .. '|' .. fmt(token) .. '|' .. fmt(ttl) .. '|' .. instance)
+end

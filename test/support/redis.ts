@@ -12,6 +12,8 @@ export interface RedisServerOptions {
   port?: number;
   /** More redis-server arguments, e.g. ['--requirepass', 'x']. */
   extraArgs?: string[];
+  /** Extra environment for redis-server (e.g. the clock shim's LD_PRELOAD). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -24,22 +26,28 @@ export class RedisServer {
   private proc: ChildProcess | undefined;
   private readonly persistent: boolean;
   private readonly extraArgs: string[];
+  private readonly env: Record<string, string>;
 
-  private constructor(port: number, persistent: boolean, extraArgs: string[]) {
+  private constructor(port: number, persistent: boolean, extraArgs: string[], env: Record<string, string>) {
     this.port = port;
     this.persistent = persistent;
     this.extraArgs = extraArgs;
+    this.env = env;
     this.dir = mkdtempSync(join(tmpdir(), 'grinder-redis-'));
   }
 
   static async start(opts: RedisServerOptions = {}): Promise<RedisServer> {
-    const server = new RedisServer(opts.port ?? (await freePort()), opts.persistent ?? false, opts.extraArgs ?? []);
+    const server = new RedisServer(opts.port ?? (await freePort()), opts.persistent ?? false, opts.extraArgs ?? [], opts.env ?? {});
     await server.startProcess();
     return server;
   }
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}/0`;
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
   }
 
   get running(): boolean {
@@ -52,7 +60,7 @@ export class RedisServer {
     args.push('--appendonly', this.persistent ? 'yes' : 'no');
     if (this.persistent) args.push('--appendfsync', 'always');
     args.push(...this.extraArgs);
-    const proc = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'] });
+    const proc = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...this.env } });
     proc.on('error', (err) => {
       throw new Error(`could not start redis-server (is it on PATH? apt-get install redis-server): ${err.message}`);
     });

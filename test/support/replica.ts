@@ -14,6 +14,8 @@ export interface HttpAnswer {
 
 export interface ReplicaOptions {
   env?: Record<string, string>;
+  /** Another build's entry point (default dist/main.js), e.g. to show a test catching an older one. */
+  mainJs?: string;
   port?: number;
   args?: string[];
 }
@@ -56,7 +58,7 @@ export class Replica {
   /** Spawns a replica and waits until its HTTP server answers. */
   static async start(opts: ReplicaOptions = {}): Promise<Replica> {
     const port = opts.port ?? (await freePort());
-    const proc = spawn(process.execPath, [MAIN_JS, ...(opts.args ?? [])], {
+    const proc = spawn(process.execPath, [opts.mainJs ?? MAIN_JS, ...(opts.args ?? [])], {
       env: {
         PATH: process.env.PATH ?? '',
         GRINDER_METRICS_PORT: String(port),

@@ -33,7 +33,19 @@
 /** Times are rounded to 1 µs in the records (toFixed(3) / Math.round(x*1000)/1000). */
 export const TIME_EPSILON_MS = 0.001;
 
-export const FAULT_KINDS = ['kill', 'zombie', 'redis-restart', 'redis-wipe', 'latency', 'cut', 'partition'] as const;
+export const FAULT_KINDS = [
+  'kill',
+  'zombie',
+  'redis-restart',
+  'redis-wipe',
+  'latency',
+  'cut',
+  'partition',
+  'record-delete',
+  'counter-corrupt',
+  'rollback',
+  'clock-step',
+] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
@@ -44,6 +56,10 @@ export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
   latency: 'added latency between one replica and Redis',
   cut: 'connections between one replica and Redis reset, then healed',
   partition: 'bytes between one replica and Redis held, then delivered late',
+  'record-delete': "DEL of the lease record (an operator, or an eviction under allkeys-*)",
+  'counter-corrupt': 'the token counter set below the fence, to garbage, or above 2^53',
+  rollback: 'Redis restarted with an older lease record, counter and fence (a restore, or AOF everysec after a power loss)',
+  'clock-step': "Redis' wall clock stepped an hour forward or back, then back again",
 };
 
 export interface StreamEntry {

@@ -15,6 +15,7 @@ import {
   type RunRecords,
   type StreamEntry,
 } from './checker';
+import { ShiftedClock } from '../../test/support/clock-shim';
 import { ChaosProxy } from './proxy';
 import { monoNow, RedisProcess, ReplicaProcess } from './processes';
 
@@ -109,6 +110,7 @@ class Harness {
   private streamLock: Promise<void> = Promise.resolve();
   private startMonoMs = 0;
   private bag: FaultKind[] = [];
+  private clock: ShiftedClock | null = null;
 
   constructor(opts: ChaosOptions) {
     this.o = opts;
@@ -165,6 +167,17 @@ class Harness {
       case 'partition':
         holdMs = this.between(200, Math.round(ttlMs * 2));
         break;
+      case 'record-delete':
+      case 'counter-corrupt':
+        holdMs = 0;
+        break;
+      case 'rollback':
+        holdMs = this.between(Math.round(ttlMs * 0.5), Math.round(ttlMs * 2)); // how far back
+        break;
+      case 'clock-step':
+        holdMs = this.between(Math.round(ttlMs * 0.5), Math.round(ttlMs * 2)); // how long the step lasts
+        latencyMs = this.rand() < 0.5 ? 3_600 : -3_600; // the step, in seconds
+        break;
     }
     return { kind, settleMs, preferActive, targetIndex, holdMs, latencyMs };
   }
@@ -192,7 +205,8 @@ class Harness {
 
   private async setUp(): Promise<void> {
     const { o } = this;
-    this.redis = new RedisProcess(await freePort());
+    if (o.faults.includes('clock-step')) this.clock = ShiftedClock.build();
+    this.redis = new RedisProcess(await freePort(), this.clock?.env ?? {});
     await this.redis.start();
     this.log(`redis-server pid ${String(this.redis.pid)} on port ${this.redis.port} (appendonly, fsync always), dir ${this.redis.dir}`);
     this.client = new Redis(this.redis.url, {
@@ -272,7 +286,80 @@ class Harness {
       case 'cut':
       case 'partition':
         return this.network(p);
+      case 'record-delete':
+        return this.recordDelete();
+      case 'counter-corrupt':
+        return this.counterCorrupt();
+      case 'rollback':
+        return this.rollback(p);
+      case 'clock-step':
+        return this.clockStep(p);
     }
+  }
+
+  private async recordDelete(): Promise<void> {
+    const at = monoNow();
+    const n = await (this.client as Redis).del(LOCK_KEY).catch(() => 0);
+    this.log(`record-delete: DEL ${LOCK_KEY} (${n} key)`);
+    this.record('record-delete', null, at, `DEL of the lease record (${n} key removed)`);
+  }
+
+  private async counterCorrupt(): Promise<void> {
+    const client = this.client as Redis;
+    const keys = leaseKeys(LOCK_KEY);
+    const choice = Math.floor(this.rand() * 3);
+    const at = monoNow();
+    const value = choice === 0 ? '5' : choice === 1 ? 'not-a-number' : '99999999999999999999';
+    await client.set(keys.counter, value).catch(() => undefined);
+    this.log(`counter-corrupt: ${keys.counter} = ${value}`);
+    this.record('counter-corrupt', null, at, `the token counter set to ${value}`);
+  }
+
+  /**
+   * Redis comes back with older data: the lease keys as they were `holdMs` ago, written while every
+   * replica is cut off from the restarted Redis, so each sees a break in its connection first.
+   */
+  private async rollback(p: Plan): Promise<void> {
+    const client = this.client as Redis;
+    const keys = leaseKeys(LOCK_KEY);
+    const names = [keys.record, keys.counter, keys.fence];
+    const old = await Promise.all(names.map((k) => client.dumpBuffer(k).catch(() => null)));
+    this.log(`rollback: lease keys saved; restoring them in ${p.holdMs} ms`);
+    await this.sleep(p.holdMs, false);
+    const at = monoNow();
+    for (const s of this.slots) s.proxy.cut();
+    try {
+      await this.withStream(async () => {
+        await this.snapshot(true);
+        const redis = this.redis as RedisProcess;
+        await redis.kill();
+        await redis.start();
+        for (let i = 0; i < names.length; i++) {
+          const dump = old[i];
+          const name = names[i] as string;
+          if (dump) await client.restore(name, 0, dump, 'REPLACE').catch(() => undefined);
+          else await client.del(name).catch(() => undefined);
+        }
+      });
+    } finally {
+      for (const s of this.slots) s.proxy.heal();
+    }
+    this.log('rollback: Redis back with the lease keys of before');
+    this.record('rollback', null, at, `Redis restarted with the lease record, counter and fence of ${p.holdMs} ms before`);
+  }
+
+  private async clockStep(p: Plan): Promise<void> {
+    const clock = this.clock;
+    if (!clock) return;
+    const at = monoNow();
+    this.log(`clock-step: Redis' wall clock ${p.latencyMs > 0 ? '+' : ''}${p.latencyMs} s for ${p.holdMs} ms`);
+    clock.step(p.latencyMs);
+    try {
+      await this.sleep(p.holdMs, false);
+    } finally {
+      clock.step(-p.latencyMs);
+    }
+    this.record('clock-step', null, at, `Redis' wall clock stepped ${p.latencyMs} s for ${p.holdMs} ms, then back`);
   }
 
   private record(kind: FaultKind, target: string | null, startMonoMs: number, detail: string): void {

@@ -45,7 +45,11 @@ export class RedisProcess {
   readonly dir: string;
   private proc: ChildProcess | null = null;
 
-  constructor(readonly port: number) {
+  constructor(
+    readonly port: number,
+    /** Extra environment for redis-server (the clock shim's LD_PRELOAD). */
+    private readonly env: Record<string, string> = {},
+  ) {
     this.dir = mkdtempSync(join(tmpdir(), 'grinder-chaos-redis-'));
   }
 
@@ -65,7 +69,7 @@ export class RedisProcess {
     if (this.proc) return;
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--save', ''];
     args.push('--appendonly', 'yes', '--appendfsync', 'always', '--loglevel', 'warning');
-    const proc = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...this.env } });
     let spawnError: Error | null = null;
     let stderr = '';
     proc.on('error', (err) => {

@@ -1,0 +1,241 @@
+import assert from 'node:assert/strict';
+import { Redis } from 'ioredis';
+import { leadershipIntervals, type IncarnationRecord, type Interval, type RoleRecord } from '../../tools/chaos/checker';
+import { leaseKeys } from '../../src/redis/keys';
+import { RedisServer, type RedisServerOptions } from './redis';
+import { Replica } from './replica';
+import { sleep } from './wait';
+
+/*
+ * Real processes for fault tests: one redis-server of the test's own and N `node dist/main.js`
+ * replicas. Every incarnation's "role changed" records are kept, so a test can rebuild every
+ * leadership (start, end or valid-until, token) after the fact and assert that none overlapped and
+ * no token was handed out twice, whatever the fault did.
+ */
+
+export const monoNow = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+export interface ReplicaSpec {
+  ttlMs: number;
+  renewMs: number;
+}
+
+export interface FaultClusterOptions {
+  replicas: ReplicaSpec[];
+  lockKey?: string;
+  redis?: RedisServerOptions;
+  liveIntervalMs?: number;
+  /** Start only the first N replicas (the test starts the rest with startReplica). Default: all. */
+  startFirst?: number;
+}
+
+interface Incarnation {
+  instance: string;
+  incarnation: number;
+  replica: Replica;
+  startedMonoMs: number;
+  killedMonoMs: number | null;
+}
+
+export class FaultCluster {
+  readonly lockKey: string;
+  readonly redis: RedisServer;
+  /** A plain client for the test's own reads and faults; reconnects by itself. */
+  readonly client: Redis;
+  private readonly specs: ReplicaSpec[];
+  private readonly liveIntervalMs: number;
+  private readonly incarnations: Incarnation[] = [];
+  private readonly current: (Incarnation | null)[] = [];
+
+  private constructor(redis: RedisServer, opts: FaultClusterOptions) {
+    this.redis = redis;
+    this.lockKey = opts.lockKey ?? 'grinder:fault:lock';
+    this.specs = opts.replicas;
+    this.liveIntervalMs = opts.liveIntervalMs ?? 200;
+    this.client = new Redis(redis.url, { retryStrategy: () => 50, maxRetriesPerRequest: 1 });
+    this.client.on('error', () => {
+      // The tests stop and restart Redis on purpose.
+    });
+  }
+
+  static async start(opts: FaultClusterOptions): Promise<FaultCluster> {
+    const redis = await RedisServer.start(opts.redis ?? {});
+    const c = new FaultCluster(redis, opts);
+    for (let i = 0; i < (opts.startFirst ?? opts.replicas.length); i++) await c.startReplica(i);
+    return c;
+  }
+
+  get keys(): ReturnType<typeof leaseKeys> {
+    return leaseKeys(this.lockKey);
+  }
+
+  instanceId(i: number): string {
+    return `fault-${i + 1}`;
+  }
+
+  spec(i: number): ReplicaSpec {
+    const s = this.specs[i];
+    if (!s) throw new Error(`no replica ${i}`);
+    return s;
+  }
+
+  async startReplica(i: number): Promise<Replica> {
+    const spec = this.spec(i);
+    const startedMonoMs = monoNow();
+    const replica = await Replica.start({
+      // GRINDER_FAULTS_MAIN_JS runs the suite against another build (docs/chaos.md: proving the tests bite).
+      ...(process.env.GRINDER_FAULTS_MAIN_JS ? { mainJs: process.env.GRINDER_FAULTS_MAIN_JS } : {}),
+      env: {
+        GRINDER_HA_ENABLED: 'true',
+        GRINDER_REDIS_URL: this.redis.url,
+        GRINDER_HA_LOCK_KEY: this.lockKey,
+        GRINDER_HA_LOCK_TTL_MS: String(spec.ttlMs),
+        GRINDER_HA_RENEW_INTERVAL_MS: String(spec.renewMs),
+        GRINDER_INSTANCE_ID: this.instanceId(i),
+        GRINDER_LIVE_INTERVAL_MS: String(this.liveIntervalMs),
+        GRINDER_LIVE_STREAM_KEY: this.keys.liveStream,
+        GRINDER_LOG_LEVEL: 'info',
+      },
+    });
+    const inc: Incarnation = {
+      instance: this.instanceId(i),
+      incarnation: this.incarnations.filter((x) => x.instance === this.instanceId(i)).length,
+      replica,
+      startedMonoMs,
+      killedMonoMs: null,
+    };
+    this.incarnations.push(inc);
+    this.current[i] = inc;
+    return replica;
+  }
+
+  replica(i: number): Replica {
+    const inc = this.current[i];
+    if (!inc) throw new Error(`replica ${i} is not running`);
+    return inc.replica;
+  }
+
+  /** SIGKILL (or another signal) to one replica; a kill is recorded as the end of its leadership. */
+  async kill(i: number, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const inc = this.current[i];
+    if (!inc) return;
+    inc.killedMonoMs = monoNow();
+    await inc.replica.stop(signal);
+    this.current[i] = null;
+  }
+
+  signal(i: number, signal: NodeJS.Signals): void {
+    this.replica(i).signal(signal);
+  }
+
+  /** Indexes of the replicas whose /readyz says ACTIVE right now. */
+  async activeNow(): Promise<number[]> {
+    const roles = await Promise.all(this.current.map((inc) => (inc ? inc.replica.readyRole() : Promise.resolve('down'))));
+    return roles.flatMap((r, i) => (r === 'active' ? [i] : []));
+  }
+
+  async waitForLeader(timeoutMs: number): Promise<number> {
+    const deadline = monoNow() + timeoutMs;
+    for (;;) {
+      const active = await this.activeNow();
+      if (active.length === 1) return active[0] as number;
+      if (monoNow() > deadline) throw new Error(`no single ACTIVE replica within ${timeoutMs} ms (active: ${active.join(', ') || 'none'})`);
+      await sleep(20);
+    }
+  }
+
+  /**
+   * Waits for a leader doing accepted work: a live-stream entry sent after `sinceMonoMs` by a
+   * replica that /readyz reports ACTIVE. Returns when that entry was sent (monotonic ms).
+   */
+  async waitForAcceptedWork(sinceMonoMs: number, timeoutMs: number): Promise<number> {
+    const deadline = monoNow() + timeoutMs;
+    for (;;) {
+      const entries = (await this.client.xrevrange(this.keys.liveStream, '+', '-', 'COUNT', 20).catch(() => [])) as [string, string[]][];
+      for (const [, fields] of entries) {
+        const f = fieldMap(fields);
+        const sent = Number(f.mono_ms);
+        if (sent > sinceMonoMs) {
+          const i = this.specs.findIndex((_, idx) => this.instanceId(idx) === f.instance);
+          if (i >= 0 && this.current[i] && (await this.replica(i).readyRole()) === 'active') return sent;
+        }
+      }
+      if (monoNow() > deadline) throw new Error(`no accepted live write by an ACTIVE replica within ${timeoutMs} ms after the fault ended`);
+      await sleep(25);
+    }
+  }
+
+  /** The records every incarnation wrote, as the chaos checker reads them. */
+  records(): IncarnationRecord[] {
+    return this.incarnations.map((inc) => ({
+      instance: inc.instance,
+      incarnation: inc.incarnation,
+      startedMonoMs: inc.startedMonoMs,
+      end: inc.killedMonoMs !== null ? { kind: 'killed', monoMs: inc.killedMonoMs } : inc.replica.alive ? { kind: 'running' } : { kind: 'exited', monoMs: monoNow(), code: null },
+      roleChanges: inc.replica.logsWith('role changed').map(toRoleRecord),
+      rejectedWrites: inc.replica.logs.filter((l) => l.msg === 'fenced live write rejected: a newer leadership exists; stepping down').length,
+    }));
+  }
+
+  /** Every leadership so far, ended at `endMonoMs` when still open. */
+  leaderships(endMonoMs = monoNow()): Interval[] {
+    return leadershipIntervals(this.records(), endMonoMs);
+  }
+
+  /**
+   * The promise: no two leaderships share a moment (whether or not they did work), and every
+   * leadership has a token greater than every one that began before it.
+   */
+  assertSafe(endMonoMs = monoNow()): Interval[] {
+    const all = this.leaderships(endMonoMs);
+    for (let i = 0; i < all.length; i++) {
+      const a = all[i] as Interval;
+      for (let j = i + 1; j < all.length; j++) {
+        const b = all[j] as Interval;
+        if (b.startMonoMs >= a.endMonoMs) continue;
+        assert.fail(`two leaders: ${a.instance}#${a.token} [${a.startMonoMs.toFixed(1)}, ${a.endMonoMs.toFixed(1)}] and ${b.instance}#${b.token} [${b.startMonoMs.toFixed(1)}, ${b.endMonoMs.toFixed(1)}] overlap by ${(a.endMonoMs - b.startMonoMs).toFixed(1)} ms`);
+      }
+      if (i > 0) {
+        const prev = all[i - 1] as Interval;
+        assert.ok(a.token > prev.token, `token ${a.token} (${a.instance}) is not above ${prev.token} (${prev.instance}), which began before it`);
+      }
+    }
+    return all;
+  }
+
+  /** Every accepted live-stream entry: one leadership per token (no token shared by two writers). */
+  async assertStreamTokensUnique(): Promise<void> {
+    const entries = (await this.client.xrange(this.keys.liveStream, '-', '+')) as [string, string[]][];
+    const writers = new Map<string, string>();
+    for (const [, fields] of entries) {
+      const f = fieldMap(fields);
+      const token = f.token ?? '';
+      const who = writers.get(token);
+      assert.ok(who === undefined || who === f.instance, `token ${token} was accepted from two writers: ${who} and ${f.instance}`);
+      writers.set(token, f.instance ?? '');
+    }
+  }
+
+  async close(): Promise<void> {
+    for (let i = 0; i < this.current.length; i++) if (this.current[i]) await this.kill(i);
+    this.client.disconnect();
+    await this.redis.cleanup();
+  }
+}
+
+function fieldMap(fields: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) out[fields[i] as string] = fields[i + 1] as string;
+  return out;
+}
+
+function toRoleRecord(l: Record<string, unknown>): RoleRecord {
+  return {
+    from: String(l.from),
+    to: String(l.to),
+    token: typeof l.token === 'number' ? l.token : null,
+    monoMs: Number(l.mono_ms),
+    validUntilMonoMs: typeof l.valid_until_mono_ms === 'number' ? l.valid_until_mono_ms : null,
+    reason: typeof l.reason === 'string' ? l.reason : undefined,
+  };
+}

@@ -61,7 +61,12 @@ export class FaultCluster {
   static async start(opts: FaultClusterOptions): Promise<FaultCluster> {
     const redis = await RedisServer.start(opts.redis ?? {});
     const c = new FaultCluster(redis, opts);
-    for (let i = 0; i < (opts.startFirst ?? opts.replicas.length); i++) await c.startReplica(i);
+    try {
+      for (let i = 0; i < (opts.startFirst ?? opts.replicas.length); i++) await c.startReplica(i);
+    } catch (err) {
+      await c.close();
+      throw err;
+    }
     return c;
   }
 

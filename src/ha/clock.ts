@@ -5,6 +5,11 @@
 export interface Clock {
   /** Milliseconds on a monotonic clock; only differences mean anything. */
   now(): number;
+  /**
+   * Wall-clock milliseconds. Only compared with now(): on Linux the monotonic clock stands still
+   * while the host is suspended and the wall clock does not, which is how a suspend is noticed.
+   */
+  wallNow(): number;
   setTimeout(fn: () => void, ms: number): TimerHandle;
   clearTimeout(handle: TimerHandle): void;
 }
@@ -20,6 +25,7 @@ export interface TimerHandle {
  */
 export const systemClock: Clock = {
   now: () => Number(process.hrtime.bigint()) / 1e6,
+  wallNow: () => Date.now(),
   setTimeout: (fn, ms) => ({ id: setTimeout(fn, Math.max(0, ms)) }),
   clearTimeout: (handle) => clearTimeout(handle.id as NodeJS.Timeout),
 };

@@ -76,11 +76,16 @@ import { VersionWatch } from './watch';
  * has to be fenced: every leadership gets a token greater than all earlier ones, and the store
  * that receives the work must reject a token lower than one it has seen (see live/fence).
  *
+ * Host suspend. On Linux CLOCK_MONOTONIC stands still while the host is suspended, so a suspended
+ * holder would see too little time pass. Every time the deadline is judged, the holder compares
+ * how far its wall clock and its monotonic clock moved since the last time; more wall time than
+ * the safety margin allows means a suspend, and it steps down at once (a wall-clock step forward
+ * looks the same and costs one needless step-down). A suspended standby only waits longer.
+ *
  * Assumptions. (1) The clocks of the replicas' hosts run at rates within 1% of each other (steps
- * of any clock do not matter: every duration is measured on one host's monotonic clock). A host
- * suspended and resumed keeps CLOCK_MONOTONIC still while suspended on Linux, so a replica that
- * was suspended sees too little time pass: run replicas on hosts that are not suspended, or on
- * VMs whose pauses are bounded well below the TTL. (2) Only GRINDER writes to the lock key and the
+ * of any clock do not matter: every duration is measured on one host's monotonic clock). A VM
+ * paused by its hypervisor in a way that stops both clocks is a process pause like SIGSTOP and is
+ * covered by judging the deadline when asked. (2) Only GRINDER writes to the lock key and the
  * derived keys; an operator may delete them, but writing an old record version back by hand
  * while a replica watches defeats the version check. (3) After a Redis restart that may have lost
  * writes (not appendfsync always), the replicas' connections break, which every standby notices;
@@ -140,6 +145,8 @@ export class LeaderElector implements HaStatusSource {
   private stopped = false;
   private work: LeaderWork | null = null;
   private workRuns = new Set<Promise<void>>();
+  /** The last time the deadline was judged, on both clocks: a suspend shows as a difference. */
+  private lastClockCheck: { mono: number; wall: number } | null = null;
   /** No takeover before this time: set after a resignation, doubling while they repeat. */
   private backoffUntil = 0;
   private resignStreak = 0;
@@ -352,6 +359,7 @@ export class LeaderElector implements HaStatusSource {
         this.lastRenewOkAt = sentAt;
         this.watch.saw(result.lease.ver, sentAt, 0);
         this.held = { lease: result.lease, validUntil, acquiredAt: sentAt, controller: new AbortController() };
+        this.lastClockCheck = null;
         this.armDeadline();
         this.setRole('active', `acquired the lock with fencing token ${result.lease.token}`);
         this.startWork(this.held);
@@ -479,7 +487,20 @@ export class LeaderElector implements HaStatusSource {
   }
 
   private enforceDeadline(): void {
-    if (this.held && this.opts.clock.now() >= this.held.validUntil) {
+    if (!this.held) return;
+    const { clock, timing } = this.opts;
+    const mono = clock.now();
+    const wall = clock.wallNow();
+    const last = this.lastClockCheck;
+    this.lastClockCheck = { mono, wall };
+    // A host suspend stops the monotonic clock but not the wall clock: the deadline would come too
+    // late by the length of the suspend. More wall time than monotonic time beyond the safety
+    // margin means a suspend (or a wall-clock step forward, which costs only a needless step-down).
+    if (last && wall - last.wall - (mono - last.mono) > timing.safetyMarginMs) {
+      this.stepDown(`the host was suspended (the wall clock moved ${Math.round(wall - last.wall - (mono - last.mono))} ms more than the monotonic clock)`);
+      return;
+    }
+    if (mono >= this.held.validUntil) {
       this.stepDown('lease deadline passed without a successful renewal');
     }
   }

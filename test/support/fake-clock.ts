@@ -65,10 +65,16 @@ export class FakeTime {
 
 export class ProcessClock implements Clock {
   paused = false;
+  /** Added to the wall clock only: a host suspend (wall time moves on, monotonic does not) or a step. */
+  wallOffsetMs = 0;
   constructor(private readonly time: FakeTime) {}
 
   now(): number {
     return this.time.now();
+  }
+
+  wallNow(): number {
+    return 1_800_000_000_000 + this.time.now() + this.wallOffsetMs;
   }
 
   setTimeout(fn: () => void, ms: number): TimerHandle {

@@ -437,4 +437,19 @@ describe('LeaderElector', () => {
     assert.ok((gaps[1] ?? 0) > (gaps[0] ?? 0) && (gaps[2] ?? 0) > (gaps[1] ?? 0), `back-off grows: ${gaps.join(', ')}`);
     assert.ok((gaps[2] ?? 0) <= TTL + 2 * RENEW, 'and stays within the TTL');
   });
+  it('steps down at the first question after a host suspend, although its monotonic clock says the lease is still valid', async () => {
+    const { sim, a } = await leaderAndStandby();
+    await sim.time.advance(RENEW / 2);
+    assert.equal(a.elector.currentRole(), 'active');
+    a.clock.wallOffsetMs += 5 * TTL; // suspended for 5 s: wall time moved on, monotonic time did not
+    assert.equal(a.elector.currentRole(), 'standby');
+    assert.equal(a.contexts[0]?.signal.aborted, true);
+  });
+
+  it('does not mistake a wall clock that moves with the monotonic one for a suspend', async () => {
+    const { sim, a } = await leaderAndStandby();
+    await sim.time.advanceChecking(5 * TTL, 7, () => assert.equal(a.elector.currentRole(), 'active'));
+    a.clock.wallOffsetMs -= 3_600_000; // a step back is no suspend
+    assert.equal(a.elector.currentRole(), 'active');
+  });
 });

@@ -11,12 +11,19 @@ export interface WatchedVersion {
   waitMs: number;
 }
 
+/** How many superseded versions are remembered, to recognise a reply that left Redis before an announcement. */
+const HISTORY = 16;
+
 export class VersionWatch {
   private current: WatchedVersion | null = null;
+  private readonly superseded: string[] = [];
 
   /**
    * Records a sighting. Only a new version restarts the wait; a shorter wait learned later for the
    * same version never shortens it, except for a release heard or a version we wrote ourselves.
+   * A version that was already superseded is an older reading arriving late (a reply read before a
+   * renewal whose announcement came first) and is ignored: the newer version is watched, and it
+   * is the later one of the two, so ignoring never shortens a wait.
    */
   saw(ver: string, at: number, waitMs: number): void {
     const c = this.current;
@@ -25,12 +32,18 @@ export class VersionWatch {
       else if (c.waitMs !== 0) c.waitMs = Math.max(c.waitMs, waitMs);
       return;
     }
+    if (this.superseded.includes(ver)) return;
+    if (c) {
+      this.superseded.push(c.ver);
+      if (this.superseded.length > HISTORY) this.superseded.shift();
+    }
     this.current = { ver, firstSeenAt: at, waitMs };
   }
 
   /** Forget everything seen: after a break in the connection the record may have changed unseen. */
   reset(): void {
     this.current = null;
+    this.superseded.length = 0;
   }
 
   /** The version that may be taken over at `now`, if any. */

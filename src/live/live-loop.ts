@@ -1,3 +1,4 @@
+import { ReplyError } from 'ioredis';
 import type { Config } from '../config';
 import { systemClock } from '../ha/clock';
 import type { LeaderContext } from '../ha/role';
@@ -41,9 +42,16 @@ export function liveLeaderWork(config: Config, deps: LeaderWorkDeps): LeaderWork
         }
       } catch (err) {
         if (ctx.signal.aborted) return;
-        failures += 1;
         deps.instruments.liveWrite('failed');
-        deps.log.warn({ err, token: ctx.token, consecutive_failures: failures, limit: maxConsecutiveFailures }, 'fenced live write failed');
+        // Redis answered with an error: the lease may be fine while the work cannot be done, so
+        // a streak of these ends the leadership. No answer at all (Redis down, a timeout) is the
+        // lease's business: the elector steps down at the deadline if renewals fail too.
+        const answered = err instanceof ReplyError;
+        if (answered) failures += 1;
+        deps.log.warn(
+          { err, token: ctx.token, redis_answered: answered, consecutive_failures: failures, limit: maxConsecutiveFailures },
+          'fenced live write failed',
+        );
         if (failures >= maxConsecutiveFailures) {
           ctx.resign(`${failures} consecutive live writes failed`);
           return;

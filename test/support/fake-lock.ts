@@ -136,8 +136,10 @@ export class FakeLock implements LeaseLock {
   /** True: announcements do not reach this replica (its subscriber is cut off). */
   deaf = false;
   ttlMs = 1_000;
-  /** Reply delay in fake ms (the command is applied when the reply arrives). */
+  /** Reply delay in fake ms (the command is applied when the reply arrives, unless applyAtSend). */
   latencyMs = 0;
+  /** Apply the command when it is sent and deliver the answer latencyMs later: a reply that can be older than an announcement. */
+  applyAtSend = false;
   calls: string[] = [];
   private readonly listeners: ((e: LockEvent) => void)[] = [];
 
@@ -256,6 +258,10 @@ export class FakeLock implements LeaseLock {
       return new Promise<T>((_, reject) => this.schedule(() => reject(new LockUnavailableError(lockOp, 'timeout', 'fake: timed out')), 200));
     }
     if (this.latencyMs === 0) return Promise.resolve(apply());
+    if (this.applyAtSend) {
+      const result = apply();
+      return new Promise<T>((resolve) => this.schedule(() => resolve(result), this.latencyMs));
+    }
     return new Promise<T>((resolve) => this.schedule(() => resolve(apply()), this.latencyMs));
   }
 }

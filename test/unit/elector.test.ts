@@ -452,4 +452,17 @@ describe('LeaderElector', () => {
     a.clock.wallOffsetMs -= 3_600_000; // a step back is no suspend
     assert.equal(a.elector.currentRole(), 'active');
   });
+  it('takes a dead holder over within a look of its lease end even when every look takes 40 ms', async () => {
+    const { sim, a, b } = await leaderAndStandby();
+    b.lock.latencyMs = 40; // b's looks leave Redis 40 ms before their answers arrive
+    b.lock.applyAtSend = true;
+    let lastRenewal = 0;
+    b.lock.subscribe((e) => {
+      if (e.kind === 'announcement' && e.announcement.event === 'renewed') lastRenewal = sim.time.now();
+    });
+    await sim.time.advance(7 * RENEW + 13);
+    a.clock.paused = true;
+    await sim.time.advance(lastRenewal + TTL + 50 - sim.time.now());
+    assert.equal(b.elector.currentRole(), 'active', 'taken over within one look of the lease end, not a poll later');
+  });
 });

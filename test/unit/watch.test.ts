@@ -1,0 +1,46 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { VersionWatch } from '../../src/ha/watch';
+
+describe('VersionWatch', () => {
+  it('makes a version eligible once it stood still for its wait, and restarts the wait for a new one', () => {
+    const w = new VersionWatch();
+    w.saw('a1', 100, 1_000);
+    assert.equal(w.eligibleVer(1_099), null);
+    assert.equal(w.eligibleVer(1_100), 'a1');
+    w.saw('a1', 900, 1_000);
+    assert.equal(w.eligibleAt(), 1_100, 'seeing the same version again keeps its first sighting');
+    w.saw('b2', 1_050, 1_000);
+    assert.equal(w.eligibleVer(1_100), null);
+    assert.equal(w.eligibleAt(), 2_050);
+  });
+
+  it('ignores a late reading of a version already superseded, so a reply older than an announcement cannot restart the wait', () => {
+    const w = new VersionWatch();
+    w.saw('v1', 0, 1_000);
+    w.saw('v2', 300, 1_000); // the renewal's announcement
+    w.saw('v1', 310, 1_000); // a look sent before the renewal, answered after its announcement
+    assert.equal(w.watched?.ver, 'v2');
+    assert.equal(w.eligibleAt(), 1_300);
+  });
+
+  it('never lets a later, shorter wait shorten a version, except a heard release (0)', () => {
+    const w = new VersionWatch();
+    w.saw('v1', 0, 5_000);
+    w.saw('v1', 10, 1_000);
+    assert.equal(w.eligibleAt(), 5_000);
+    w.saw('v1', 20, 0);
+    assert.equal(w.eligibleVer(20), 'v1');
+  });
+
+  it('forgets everything after a reset, history included', () => {
+    const w = new VersionWatch();
+    w.saw('v1', 0, 1_000);
+    w.saw('v2', 10, 1_000);
+    w.reset();
+    assert.equal(w.eligibleVer(1e9), null);
+    w.saw('v1', 2_000, 1_000);
+    assert.equal(w.watched?.ver, 'v1', 'after a reset an old version is a new sighting (a rollback may have brought it back)');
+    assert.equal(w.eligibleAt(), 3_000);
+  });
+});

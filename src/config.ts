@@ -1,7 +1,8 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { leaseTiming } from './ha/timing';
-import { leaseKeys } from './redis/keys';
+import { leaseKeys, sharesLockSlot } from './redis/keys';
+import { parseRedisTarget, RedisUrlError, type RedisTarget } from './redis/target';
 
 /**
  * Start-up configuration, from environment variables (and `--metrics-port N`). Everything is
@@ -11,6 +12,10 @@ import { leaseKeys } from './redis/keys';
 export interface Config {
   haEnabled: boolean;
   redisUrl: string;
+  /** What the URL points at: one Redis, a Sentinel-managed master, or a Cluster. */
+  redis: RedisTarget;
+  /** Replicas that must acknowledge each lease write (WAIT): a number, or 'auto'. */
+  minReplicas: number | 'auto';
   lockTtlMs: number;
   renewIntervalMs: number;
   lockKey: string;
@@ -103,6 +108,14 @@ function readString(env: Env, name: string, fallback: string): string {
  * redis:/:pw@host) has no userinfo to the URL parser, so there the text before an @ is hidden.
  */
 export function redactRedisUrl(url: string): string {
+  const multi = /^(rediss?\+(?:sentinel|cluster):\/\/)([^@/?#]*@)?(.*)$/s.exec(url);
+  if (multi) {
+    const userinfo = multi[2];
+    if (!userinfo) return url;
+    const colon = userinfo.indexOf(':');
+    // Everything before the @ is secret unless it is "user:": a lone word is a password.
+    return `${multi[1]}${colon >= 0 ? `${userinfo.slice(0, colon)}:***@` : '***@'}${multi[3]}`;
+  }
   let u: URL;
   try {
     u = new URL(url);
@@ -117,24 +130,40 @@ export function redactRedisUrl(url: string): string {
   return u.host === '' ? shown.replace(/:[^:@/]*@/g, ':***@') : shown;
 }
 
-function validateRedisUrl(raw: string): void {
+function validateRedisUrl(raw: string, env: Env): RedisTarget {
   const name = 'GRINDER_REDIS_URL';
+  const shown = redactRedisUrl(raw);
+  if (/^rediss?\+(sentinel|cluster):\/\//.test(raw)) {
+    try {
+      return parseRedisTarget(raw, env);
+    } catch (err) {
+      if (err instanceof RedisUrlError) throw new ConfigError(name, shown, err.rule);
+      throw err;
+    }
+  }
   let u: URL;
   try {
     u = new URL(raw);
   } catch {
     // The value may carry a password; show its shape only.
-    throw new ConfigError(name, '<unparsable>', 'must be a URL such as redis://[:password@]host:6379/0 or rediss://…');
+    throw new ConfigError(name, '<unparsable>', 'must be a URL such as redis://[:password@]host:6379/0, rediss://…, redis+sentinel://host:26379/mymaster or redis+cluster://host:6379');
   }
-  const shown = redactRedisUrl(raw);
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
-    throw new ConfigError(name, shown, 'the scheme must be redis:// or rediss:// (TLS)');
+    throw new ConfigError(name, shown, 'the scheme must be redis://, rediss:// (TLS), redis+sentinel:// or redis+cluster://');
   }
   if (u.hostname === '') throw new ConfigError(name, shown, 'the URL must name a host, e.g. redis://redis:6379/0');
   const db = u.pathname.replace(/^\//, '');
   if (db !== '' && !/^\d+$/.test(db)) {
     throw new ConfigError(name, shown, 'the path must be a database number, e.g. /0');
   }
+  return parseRedisTarget(raw, env);
+}
+
+function readMinReplicas(env: Env): number | 'auto' {
+  const raw = env.GRINDER_REDIS_MIN_REPLICAS;
+  if (raw === undefined || raw.trim() === '' || raw.trim().toLowerCase() === 'auto') return 'auto';
+  if (!/^\s*\d+\s*$/.test(raw)) throw new ConfigError('GRINDER_REDIS_MIN_REPLICAS', raw, 'must be auto (every connected replica, up to one) or a whole number from 0 to 16');
+  return parseIntInRange('GRINDER_REDIS_MIN_REPLICAS', raw, 0, 16, '');
 }
 
 export function defaultInstanceId(): string {
@@ -166,7 +195,8 @@ function metricsPortFromArgs(argv: readonly string[]): string | undefined {
 export function loadConfig(env: Env, argv: readonly string[] = []): Config {
   const haEnabled = readBool(env, 'GRINDER_HA_ENABLED', DEFAULTS.haEnabled);
   const redisUrl = readString(env, 'GRINDER_REDIS_URL', DEFAULTS.redisUrl);
-  validateRedisUrl(redisUrl);
+  const redis = validateRedisUrl(redisUrl, env);
+  const minReplicas = readMinReplicas(env);
 
   const lockTtlMs = readInt(env, 'GRINDER_HA_LOCK_TTL_MS', DEFAULTS.lockTtlMs, 1_000, 3_600_000, ' of milliseconds');
   // What an error shows: the value as set, or the default in effect when it is unset or blank.
@@ -218,10 +248,19 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
     maxConsecutiveFailures: readInt(env, 'GRINDER_LIVE_MAX_FAILURES', DEFAULTS.liveMaxFailures, 1, 1_000),
   };
   if (/\s/.test(live.streamKey)) throw new ConfigError('GRINDER_LIVE_STREAM_KEY', live.streamKey, 'must not contain white space');
+  if (redis.mode === 'cluster' && !sharesLockSlot(lockKey, live.streamKey)) {
+    throw new ConfigError(
+      'GRINDER_LIVE_STREAM_KEY',
+      live.streamKey,
+      `on Redis Cluster it must hash to the lock key's slot, because each fenced write checks the lock's keys in one script: put {${lockKey}} in it (the default is ${leaseKeys(lockKey).liveStream})`,
+    );
+  }
 
   return {
     haEnabled,
     redisUrl,
+    redis,
+    minReplicas,
     lockTtlMs,
     renewIntervalMs,
     lockKey,

@@ -50,14 +50,20 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     const timing = leaseTiming(config.lockTtlMs, config.renewIntervalMs);
     let lastConnectionError = '';
     let lastFacts = '';
+    let lastMasterChanges = 0;
     redisLock = new RedisLeaseLock({
-      redisUrl: config.redisUrl,
+      target: config.redis,
+      minReplicas: config.minReplicas,
       lockKey: config.lockKey,
       instanceId: config.instanceId,
       session: randomBytes(8).toString('hex'),
       ttlMs: config.lockTtlMs,
       commandTimeoutMs: timing.commandTimeoutMs,
       onFacts: (facts) => {
+        if (facts.masterChanges > lastMasterChanges) {
+          lastMasterChanges = facts.masterChanges;
+          log.warn({ redis_master: facts.master, master_changes: facts.masterChanges }, 'the Redis master changed (failover); standbys wait a full TTL before taking over unless the holder renews its own lease');
+        }
         // Said once per distinct finding: every reconnect reads it again.
         const finding = `${facts.maxmemoryPolicy}|${facts.durable}`;
         if (finding === lastFacts) return;
@@ -69,13 +75,14 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
           );
         }
         if (facts.maxmemoryPolicy === null) log.warn('cannot read Redis maxmemory-policy (CONFIG not allowed); make sure it is noeviction');
-        if (facts.durable !== true) {
+        if (facts.durable !== true && facts.mode === 'standalone') {
           log.info(
             { durable: facts.durable },
             'Redis may lose acknowledged writes in a restart (not appendonly yes + appendfsync always, or unknown): after any reconnect, standbys wait a full TTL before taking over',
           );
         }
       },
+      onReplication: (acked) => instruments.replicaAck(acked),
       onConnectionError: (err) => {
         // ioredis reports every reconnect attempt; say each distinct problem once.
         if (err.message === lastConnectionError) return;
@@ -120,6 +127,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     renewIntervalMs: config.haEnabled ? config.renewIntervalMs : null,
     uptimeSeconds,
     ...(plugin?.stats ? { live: plugin.stats } : {}),
+    ...(leaseLock ? { masterChanges: () => leaseLock.facts().masterChanges } : {}),
   });
 
   const app = createHttpApp({

@@ -211,6 +211,9 @@ export class LeaderElector implements HaStatusSource {
       leaseState: this.held ? 'held' : (this.seen?.state ?? null),
       redisMaxmemoryPolicy: facts.maxmemoryPolicy,
       redisDurable: facts.durable,
+      redisMode: facts.mode,
+      redisMaster: facts.master,
+      replicasAcked: facts.replicasAcked,
     };
   }
 

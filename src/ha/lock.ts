@@ -35,19 +35,31 @@ export type LockOperation = 'acquire' | 'renew' | 'release';
  * - lost: the lease was no longer ours when we tried to renew or release it;
  * - wrong_type: the lock key holds a non-string Redis type;
  * - invalid_value: the lock key holds a string that is not a GRINDER lease record;
- * - script_error: the store rejected the script (anything else it replied with an error).
+ * - script_error: the store rejected the script (anything else it replied with an error);
+ * - failover: the node answered READONLY, LOADING or MASTERDOWN (not, or no longer, the master);
+ *   the client finds the master again at once;
+ * - replication: the write ran but too few replicas acknowledged it in time (WAIT), so it does
+ *   not count: a failover could promote a replica without it.
  */
-export const LOCK_FAILURE_REASONS = ['timeout', 'connection', 'lost', 'wrong_type', 'invalid_value', 'script_error'] as const;
+export const LOCK_FAILURE_REASONS = ['timeout', 'connection', 'lost', 'wrong_type', 'invalid_value', 'script_error', 'failover', 'replication'] as const;
 export type LockFailureReason = (typeof LOCK_FAILURE_REASONS)[number];
 
 export interface StoreFacts {
   /** Redis' maxmemory-policy; null until read or when CONFIG is not allowed. */
   maxmemoryPolicy: string | null;
   /**
-   * True when every acknowledged write survives a restart (appendonly yes, appendfsync always);
-   * false when it may not; null when unknown (CONFIG not allowed), which counts as false.
+   * True when every acknowledged write survives a restart (appendonly yes, appendfsync always, and
+   * no failover to an asynchronously replicated copy: standalone only); false when it may not;
+   * null when unknown (CONFIG not allowed), which counts as false.
    */
   durable: boolean | null;
+  mode: 'standalone' | 'sentinel' | 'cluster';
+  /** "host:port" of the master the lease commands go to; null while unknown. */
+  master: string | null;
+  /** Times the master changed (a Sentinel or Cluster failover) since start. */
+  masterChanges: number;
+  /** Whether the last lease write was acknowledged by the replicas required; null when none are required. */
+  replicasAcked: boolean | null;
 }
 
 export interface AcquireRequest {
@@ -127,7 +139,7 @@ export type LockEvent = { kind: 'connected' } | { kind: 'disconnected' } | { kin
 export class LockUnavailableError extends Error {
   constructor(
     readonly operation: LockOperation,
-    readonly reason: Extract<LockFailureReason, 'timeout' | 'connection' | 'script_error'>,
+    readonly reason: Extract<LockFailureReason, 'timeout' | 'connection' | 'script_error' | 'failover' | 'replication'>,
     message: string,
     options?: { cause?: unknown },
   ) {

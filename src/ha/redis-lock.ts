@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { Redis, ReplyError, type RedisOptions } from 'ioredis';
+import { ReplyError } from 'ioredis';
 import { defineCommands, UnexpectedReplyError } from '../redis/commands';
+import { addressOf, createLeaseClient, createSubscriber, isFailoverReply, nodeFor, type LeaseClient } from '../redis/connection';
 import { leaseKeys, type LeaseKeys } from '../redis/keys';
+import type { RedisTarget } from '../redis/target';
 import {
   LockUnavailableError,
   parseAnnouncement,
@@ -18,7 +20,13 @@ import {
 import { mapAcquireReply, mapReleaseReply, mapRenewReply } from './replies';
 
 export interface RedisLeaseLockOptions {
-  redisUrl: string;
+  target: RedisTarget;
+  /**
+   * Replicas that must acknowledge every lease write (WAIT) before it counts: a number, or 'auto'
+   * for every connected replica up to one. Only Sentinel and Cluster promote replicas, so only
+   * there does 'auto' wait for any.
+   */
+  minReplicas: number | 'auto';
   lockKey: string;
   instanceId: string;
   /** Random hex naming this process incarnation; part of the lease record. */
@@ -29,26 +37,8 @@ export interface RedisLeaseLockOptions {
   onConnectionError?: (err: Error) => void;
   /** Called after every connect with what Redis said about its eviction policy and durability. */
   onFacts?: (facts: StoreFacts) => void;
-}
-
-/**
- * Connection settings that keep every lease call bounded and honest:
- * - no offline queue and no retries per request: a call made while disconnected fails at once
- *   instead of running later, when its answer would no longer mean what the elector thinks;
- * - no re-sending of in-flight commands after a reconnect, for the same reason;
- * - a command timeout well inside the lease, so a renew never waits past the lease deadline;
- * - fast reconnects (at most 250 ms apart) so a returning Redis is noticed within a second.
- */
-export function leaseConnectionOptions(commandTimeoutMs: number): RedisOptions {
-  return {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    autoResendUnfulfilledCommands: false,
-    commandTimeout: commandTimeoutMs,
-    connectTimeout: Math.max(commandTimeoutMs, 500),
-    retryStrategy: (times: number) => Math.min(50 * times, 250),
-    lazyConnect: false,
-  };
+  /** Called after every lease write that needed replica acknowledgements: whether it got them. */
+  onReplication?: (acked: boolean) => void;
 }
 
 /** A new random record version. */
@@ -57,19 +47,24 @@ export const newVersion = (): string => randomBytes(8).toString('hex');
 export class RedisLeaseLock implements LeaseLock {
   readonly lockKey: string;
   readonly keys: LeaseKeys;
-  private readonly redis: Redis;
-  private readonly subscriber: Redis;
+  private readonly redis: LeaseClient;
+  private readonly subscriber: LeaseClient;
   private readonly listeners: ((event: LockEvent) => void)[] = [];
   private readonly opts: RedisLeaseLockOptions;
-  private storeFacts: StoreFacts = { maxmemoryPolicy: null, durable: null };
+  private storeFacts: StoreFacts;
   private closed = false;
   private factsRead: Promise<void> = Promise.resolve();
+  /** Replicas connected to the master at the last look (ROLE), for minReplicas 'auto'. */
+  private connectedReplicas = 0;
+  private lastMaster: string | null = null;
+  private replicaTimer: NodeJS.Timeout | null = null;
 
   constructor(opts: RedisLeaseLockOptions) {
     this.opts = opts;
     this.lockKey = opts.lockKey;
     this.keys = leaseKeys(opts.lockKey);
-    this.redis = new Redis(opts.redisUrl, leaseConnectionOptions(opts.commandTimeoutMs));
+    this.storeFacts = { maxmemoryPolicy: null, durable: null, mode: opts.target.mode, master: null, masterChanges: 0, replicasAcked: null };
+    this.redis = createLeaseClient(opts.target, opts.commandTimeoutMs);
     defineCommands(this.redis);
     this.redis.on('error', (err: Error) => opts.onConnectionError?.(err));
     this.redis.on('ready', () => {
@@ -77,24 +72,50 @@ export class RedisLeaseLock implements LeaseLock {
       this.factsRead = this.readFacts().finally(() => this.emit({ kind: 'connected' }));
     });
     this.redis.on('close', () => this.emit({ kind: 'disconnected' }));
+    this.keepConnecting(this.redis);
 
     // Announcements make takeovers prompt; they are never a source of truth, so this connection
     // may queue its SUBSCRIBE until Redis is there and resubscribe after every reconnect.
-    this.subscriber = new Redis(opts.redisUrl, {
-      connectTimeout: Math.max(opts.commandTimeoutMs, 500),
-      retryStrategy: (times: number) => Math.min(50 * times, 250),
-      maxRetriesPerRequest: null,
-    });
+    this.subscriber = createSubscriber(opts.target, opts.commandTimeoutMs);
     this.subscriber.on('error', () => {
       // The command connection reports the same outage; one report is enough.
     });
     this.subscriber.on('close', () => this.emit({ kind: 'disconnected' }));
+    this.keepConnecting(this.subscriber);
     this.subscriber.on('message', (_channel: string, message: string) => {
       const announcement = parseAnnouncement(message);
       if (announcement) this.emit({ kind: 'announcement', announcement });
     });
-    this.subscriber.subscribe(this.keys.events).catch(() => {
-      // Only fails when closed during start-up; autoResubscribe covers reconnects.
+    // Until the subscription stands, announcements are missed, and a standby would learn of a
+    // renewal only at its next look, starting its wait late: look again once it stands.
+    this.subscriber.subscribe(this.keys.events).then(
+      () => this.emit({ kind: 'connected' }),
+      () => {
+        // Only fails when closed during start-up; autoResubscribe covers reconnects.
+      },
+    );
+    this.subscriber.on('ready', () => {
+      // After a reconnect ioredis resubscribes right after 'ready'; give it that moment.
+      setTimeout(() => this.emit({ kind: 'connected' }), 50).unref();
+    });
+    if (opts.target.mode !== 'standalone') {
+      // Replicas come and go; 'auto' follows them between connects too.
+      this.replicaTimer = setInterval(() => void this.readReplicas(), 5_000);
+      this.replicaTimer.unref();
+    }
+  }
+
+  /**
+   * ioredis gives a client up ('end') when connecting itself fails in a way it does not retry, as
+   * when every Sentinel is unreachable or names a master that refuses us during a failover. A lease
+   * client must never give up: start it again, as its own reconnects would.
+   */
+  private keepConnecting(client: LeaseClient): void {
+    client.on('end', () => {
+      if (this.closed) return;
+      setTimeout(() => {
+        if (!this.closed && client.status === 'end') client.connect().catch(() => undefined);
+      }, 250).unref();
     });
   }
 
@@ -116,7 +137,7 @@ export class RedisLeaseLock implements LeaseLock {
   }
 
   /** The raw client, for leader work that writes to the same Redis (fenced writes). */
-  get client(): Redis {
+  get client(): LeaseClient {
     return this.redis;
   }
 
@@ -127,14 +148,26 @@ export class RedisLeaseLock implements LeaseLock {
     const reply = await this.call('acquire', () =>
       this.redis.grinderAcquire(k.record, k.counter, k.fence, session, instanceId, ttlMs, request.expectedVer ?? '', request.floor, request.barrierMs, newVersion(), k.events),
     );
-    return this.mapped('acquire', () => mapAcquireReply(reply, session));
+    const result = this.mapped('acquire', () => mapAcquireReply(reply, session));
+    if (result.kind === 'acquired' || result.kind === 'barrier') {
+      try {
+        await this.replicated('acquire');
+      } catch (err) {
+        // Not on the replicas: a failover could lose it, so it is not ours to use. Hand it back.
+        if (result.kind === 'acquired') this.abandon().catch(() => undefined);
+        throw err;
+      }
+    }
+    return result;
   }
 
   async renew(lease: Lease): Promise<RenewResult> {
     const reply = await this.call('renew', () =>
       this.redis.grinderRenew(this.keys.record, lease.token, this.opts.session, this.opts.ttlMs, newVersion(), this.keys.events),
     );
-    return this.mapped('renew', () => mapRenewReply(reply, lease.token));
+    const result = this.mapped('renew', () => mapRenewReply(reply, lease.token));
+    if (result.kind === 'renewed') await this.replicated('renew');
+    return result;
   }
 
   async release(lease: Lease): Promise<ReleaseResult> {
@@ -153,6 +186,7 @@ export class RedisLeaseLock implements LeaseLock {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.replicaTimer) clearInterval(this.replicaTimer);
     this.subscriber.disconnect();
     this.redis.disconnect();
   }
@@ -170,10 +204,73 @@ export class RedisLeaseLock implements LeaseLock {
         return null;
       }
     };
-    const [policy, appendonly, appendfsync] = await Promise.all([get('maxmemory-policy'), get('appendonly'), get('appendfsync')]);
-    const durable = appendonly === null || appendfsync === null ? null : appendonly === 'yes' && appendfsync === 'always';
-    this.storeFacts = { maxmemoryPolicy: policy, durable };
+    const [policy, appendonly, appendfsync] = await Promise.all([get('maxmemory-policy'), get('appendonly'), get('appendfsync'), this.readReplicas()]);
+    // A Sentinel or Cluster failover promotes a replica that may lack the last writes.
+    const standalone = this.opts.target.mode === 'standalone';
+    const durable = appendonly === null || appendfsync === null ? null : standalone && appendonly === 'yes' && appendfsync === 'always';
+    const master = addressOf(nodeFor(this.redis, this.keys.record));
+    const changed = this.lastMaster !== null && master !== null && master !== this.lastMaster;
+    if (master !== null) this.lastMaster = master;
+    this.storeFacts = {
+      ...this.storeFacts,
+      maxmemoryPolicy: policy,
+      durable,
+      master,
+      masterChanges: this.storeFacts.masterChanges + (changed ? 1 : 0),
+    };
     this.opts.onFacts?.(this.storeFacts);
+  }
+
+  /** How many replicas the master serving the lock key has right now (ROLE). */
+  private async readReplicas(): Promise<void> {
+    if (this.opts.target.mode === 'standalone' && this.opts.minReplicas !== 'auto' && this.opts.minReplicas === 0) return;
+    const node = nodeFor(this.redis, this.keys.record);
+    if (!node || node.status !== 'ready') return;
+    try {
+      const role = (await node.call('ROLE')) as unknown;
+      if (Array.isArray(role) && role[0] === 'master' && Array.isArray(role[2])) this.connectedReplicas = role[2].length;
+    } catch {
+      // ROLE may be renamed away; then 'auto' requires nobody and an explicit number still counts.
+    }
+  }
+
+  /** How many acknowledgements a lease write needs. */
+  private requiredReplicas(): number {
+    const { minReplicas, target } = this.opts;
+    if (minReplicas !== 'auto') return minReplicas;
+    return target.mode === 'standalone' ? 0 : Math.min(1, this.connectedReplicas);
+  }
+
+  /**
+   * WAIT until the required replicas have the lease write just made on this connection, bounded
+   * inside the command timeout; too few acknowledgements make the write not count.
+   */
+  private async replicated(operation: LockOperation): Promise<void> {
+    const required = this.requiredReplicas();
+    if (required === 0) {
+      this.storeFacts = { ...this.storeFacts, replicasAcked: null };
+      return;
+    }
+    const node = nodeFor(this.redis, this.keys.record);
+    const timeoutMs = Math.max(10, Math.floor(this.opts.commandTimeoutMs / 2));
+    let acked = 0;
+    try {
+      if (!node) throw new Error('no connection to the master of the lock key');
+      acked = Number(await node.call('WAIT', String(required), String(timeoutMs)));
+    } catch (err) {
+      this.storeFacts = { ...this.storeFacts, replicasAcked: false };
+      throw classifyRedisError(operation, err);
+    }
+    const ok = acked >= required;
+    this.storeFacts = { ...this.storeFacts, replicasAcked: ok };
+    this.opts.onReplication?.(ok);
+    if (!ok) {
+      throw new LockUnavailableError(
+        operation,
+        'replication',
+        `the ${operation} reached ${acked} of the ${required} replica(s) required within ${timeoutMs} ms; it does not count, because a failover could promote a replica without it`,
+      );
+    }
   }
 
   private async call<T>(operation: LockOperation, run: () => Promise<T>): Promise<T> {
@@ -199,6 +296,9 @@ export class RedisLeaseLock implements LeaseLock {
 export function classifyRedisError(operation: LockOperation, err: unknown): LockUnavailableError {
   if (err instanceof LockUnavailableError) return err;
   const message = err instanceof Error ? err.message : String(err);
+  if (err instanceof ReplyError && isFailoverReply(err as Error)) {
+    return new LockUnavailableError(operation, 'failover', `Redis answered the ${operation} with ${message.split(' ')[0]}: that node is not the master (a failover?); finding the master again`, { cause: err });
+  }
   if (err instanceof UnexpectedReplyError || err instanceof ReplyError) {
     return new LockUnavailableError(operation, 'script_error', `Redis rejected the ${operation} script: ${message}`, { cause: err });
   }

@@ -37,6 +37,12 @@ export interface HaSnapshot {
   redisMaxmemoryPolicy: string | null;
   /** Whether Redis keeps every acknowledged write across a restart; null when unknown or HA is off. */
   redisDurable: boolean | null;
+  /** standalone, sentinel or cluster; null when HA is off. */
+  redisMode: 'standalone' | 'sentinel' | 'cluster' | null;
+  /** "host:port" of the master the lease commands go to; null when unknown or HA is off. */
+  redisMaster: string | null;
+  /** Whether the last lease write reached the replicas required; null when none are required. */
+  replicasAcked: boolean | null;
 }
 
 /** What the HTTP and telemetry layers need from an elector, HA or not. */

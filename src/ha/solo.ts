@@ -54,6 +54,9 @@ export class SoloLeader implements HaStatusSource {
       leaseState: null,
       redisMaxmemoryPolicy: null,
       redisDurable: null,
+      redisMode: null,
+      redisMaster: null,
+      replicasAcked: null,
     };
   }
 

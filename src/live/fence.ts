@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { defineCommands, UnexpectedReplyError } from '../redis/commands';
 import type { LeaseKeys } from '../redis/keys';
 
@@ -29,7 +29,7 @@ export class FencedStream implements FencedAppender {
   private readonly maxLen: number;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: Redis | Cluster,
     opts: FencedStreamOptions,
   ) {
     this.streamKey = opts.streamKey;

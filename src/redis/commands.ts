@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Redis, Result } from 'ioredis';
+import type { Cluster, Redis, Result } from 'ioredis';
 
 /**
  * The script layer: every Lua script lives in ./scripts as `<name>-<numKeys>.lua` and is
@@ -87,10 +87,10 @@ export function loadScripts(): ScriptSource[] {
   return out;
 }
 
-const registered = new WeakSet<Redis>();
+const registered = new WeakSet<Redis | Cluster>();
 
 /** Registers every script on a connection; a second call for the same connection does nothing. */
-export function defineCommands(redis: Redis): void {
+export function defineCommands(redis: Redis | Cluster): void {
   if (registered.has(redis)) return;
   registered.add(redis);
   for (const s of loadScripts()) redis.defineCommand(s.command, { numberOfKeys: s.numberOfKeys, lua: s.lua });

@@ -18,6 +18,8 @@ export interface MetricSources {
   /** Monotonic seconds since start. */
   uptimeSeconds(): number;
   live?: LiveStatsSource;
+  /** Master changes seen by the lease's Redis client (HA only). */
+  masterChanges?: () => number;
 }
 
 /** The instruments lease operations and the elector write to; the rest are observed on collection. */
@@ -27,6 +29,8 @@ export interface HaInstruments {
   transition(from: Role, to: Role): void;
   liveWrite(result: LiveWriteResult): void;
   barrier(reason: BarrierReason): void;
+  /** A lease write that needed replica acknowledgements got them (true) or not. */
+  replicaAck(acked: boolean): void;
 }
 
 const OPERATIONS: readonly LockOperation[] = ['acquire', 'renew', 'release'];
@@ -65,6 +69,9 @@ export function observeState(meter: Meter, src: MetricSources): void {
   const policy = meter.createObservableGauge(Metric.haRedisMaxmemoryPolicy, {
     description: "Always 1; the policy label is Redis' maxmemory-policy as read at connect (unknown until read or when CONFIG is not allowed). Anything but noeviction is unsafe configuration.",
   });
+  const masterChanges = meter.createObservableCounter(Metric.haRedisMasterChanges, {
+    description: 'Times the Redis master behind the lease changed (a Sentinel or Cluster failover) since this replica started.',
+  });
   const durable = meter.createObservableGauge(Metric.haRedisDurable, {
     description: '1 when Redis keeps every acknowledged write across a restart (appendonly yes, appendfsync always), 0 when it may not or it is unknown.',
   });
@@ -88,9 +95,10 @@ export function observeState(meter: Meter, src: MetricSources): void {
       if (snap.haEnabled) {
         obs.observe(policy, 1, { [Label.policy]: snap.redisMaxmemoryPolicy ?? 'unknown' });
         obs.observe(durable, snap.redisDurable === true ? 1 : 0);
+        obs.observe(masterChanges, src.masterChanges?.() ?? 0);
       }
     },
-    [role, isLeader, enabled, token, remaining, ttl, renewInterval, redisUp, up, uptime, buildInfo, liveAge, policy, durable],
+    [role, isLeader, enabled, token, remaining, ttl, renewInterval, redisUp, up, uptime, buildInfo, liveAge, policy, durable, masterChanges],
   );
 }
 
@@ -107,6 +115,9 @@ export function createInstruments(meter: Meter, opts: { lockTtlMs: number | null
   const transitions: Counter = meter.createCounter(Metric.haTransitions, { description: 'HA role changes of this replica.' });
   const liveWrites: Counter = meter.createCounter(Metric.liveWrites, { description: 'Fenced live writes by result (rejected: a newer leader exists; failed: no answer or an error).' });
   const barriers: Counter = meter.createCounter(Metric.haBarriers, { description: 'Barriers this replica wrote, by reason (data_loss, record_missing, rollback).' });
+  const replicaAcks: Counter = meter.createCounter(Metric.haReplicaAcks, {
+    description: 'Lease writes that had to reach replicas (WAIT) by result: acked, or missing (too few in time: the write did not count).',
+  });
   const rollbacks: Counter = meter.createCounter(Metric.haRedisRollbacks, { description: 'Times this replica found Redis behind a token it had already seen (data rolled back) and wrote a barrier.' });
 
   if (opts.lockTtlMs !== null) {
@@ -119,6 +130,7 @@ export function createInstruments(meter: Meter, opts: { lockTtlMs: number | null
   if (opts.lockTtlMs !== null) {
     for (const reason of BARRIER_REASONS) barriers.add(0, { [Label.reason]: reason });
     rollbacks.add(0);
+    for (const result of ['acked', 'missing']) replicaAcks.add(0, { [Label.result]: result });
   }
 
   return {
@@ -130,5 +142,6 @@ export function createInstruments(meter: Meter, opts: { lockTtlMs: number | null
       barriers.add(1, { [Label.reason]: reason });
       if (reason === 'rollback') rollbacks.add(1);
     },
+    replicaAck: (acked) => replicaAcks.add(1, { [Label.result]: acked ? 'acked' : 'missing' }),
   };
 }

@@ -27,6 +27,8 @@ export const Metric = {
   haRedisDurable: 'grinder_ha_redis_durable',
   haRedisRollbacks: 'grinder_ha_redis_rollbacks_total',
   haBarriers: 'grinder_ha_barriers_total',
+  haRedisMasterChanges: 'grinder_ha_redis_master_changes_total',
+  haReplicaAcks: 'grinder_ha_replica_acks_total',
 } as const;
 
 export const Label = {

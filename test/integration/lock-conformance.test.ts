@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { AcquireRequest, AcquireResult, Announcement, Lease, LeaseLock } from '../../src/ha/lock';
 import { RedisLeaseLock } from '../../src/ha/redis-lock';
+import { parseRedisTarget } from '../../src/redis/target';
 import { leaseKeys } from '../../src/redis/keys';
 import { FakeTime } from '../support/fake-clock';
 import { FakeLeaseStore, FakeLock } from '../support/fake-lock';
@@ -143,7 +144,7 @@ const redis: Implementation = {
 };
 
 async function openRedisLock(lockKey: string, instanceId: string, ttlMs: number): Promise<RedisLeaseLock> {
-  const lock = new RedisLeaseLock({ redisUrl: server.url, lockKey, instanceId, session: randomBytes(8).toString('hex'), ttlMs, commandTimeoutMs: 1_000 });
+  const lock = new RedisLeaseLock({ target: parseRedisTarget(server.url), minReplicas: 'auto', lockKey, instanceId, session: randomBytes(8).toString('hex'), ttlMs, commandTimeoutMs: 1_000 });
   opened.push(lock);
   await waitFor(`${instanceId} connected`, () => (lock.isConnected() ? true : undefined));
   return lock;
@@ -389,6 +390,8 @@ describe('lease store conformance: Redis only', () => {
     const store = await redis.store();
     const a = await store.lock('a');
     await waitFor('facts read', () => (a.facts().maxmemoryPolicy !== null ? true : undefined));
-    assert.deepEqual(a.facts(), { maxmemoryPolicy: 'noeviction', durable: false });
+    const { maxmemoryPolicy, durable, mode, masterChanges, replicasAcked } = a.facts();
+    assert.deepEqual({ maxmemoryPolicy, durable, mode, masterChanges, replicasAcked }, { maxmemoryPolicy: 'noeviction', durable: false, mode: 'standalone', masterChanges: 0, replicasAcked: null });
+    assert.equal(a.facts().master, `127.0.0.1:${server.port}`);
   });
 });

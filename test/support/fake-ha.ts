@@ -23,6 +23,9 @@ export class FakeHa implements HaStatusSource {
       leaseState: null,
       redisMaxmemoryPolicy: 'noeviction',
       redisDurable: true,
+      redisMode: 'standalone',
+      redisMaster: '127.0.0.1:6379',
+      replicasAcked: null,
       ...initial,
     };
   }

@@ -71,7 +71,7 @@ export class FakeLeaseStore {
   fence: string | null = null;
   /** Redis' clock in µs is this plus the fake time; null leaves the clock out of tokens, so they stay small and readable. */
   clockMicrosBase: number | null = null;
-  facts: StoreFacts = { maxmemoryPolicy: 'noeviction', durable: true };
+  facts: StoreFacts = { maxmemoryPolicy: 'noeviction', durable: true, mode: 'standalone', master: '127.0.0.1:6379', masterChanges: 0, replicasAcked: null };
   private readonly locks: FakeLock[] = [];
   private vers = 0;
 

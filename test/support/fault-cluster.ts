@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { leadershipIntervals, type IncarnationRecord, type Interval, type RoleRecord } from '../../tools/chaos/checker';
 import { leaseKeys } from '../../src/redis/keys';
 import { RedisServer, type RedisServerOptions } from './redis';
@@ -39,20 +39,24 @@ interface Incarnation {
 
 export class FaultCluster {
   readonly lockKey: string;
-  readonly redis: RedisServer;
+  /** The redis-server of the test's own; null when the test brought its own topology (Sentinel, Cluster). */
+  private readonly server: RedisServer | null;
+  /** What the replicas are given as GRINDER_REDIS_URL. */
+  readonly redisUrl: string;
   /** A plain client for the test's own reads and faults; reconnects by itself. */
-  readonly client: Redis;
+  readonly client: Redis | Cluster;
   private readonly specs: ReplicaSpec[];
   private readonly liveIntervalMs: number;
   private readonly incarnations: Incarnation[] = [];
   private readonly current: (Incarnation | null)[] = [];
 
-  private constructor(redis: RedisServer, opts: FaultClusterOptions) {
-    this.redis = redis;
+  private constructor(server: RedisServer | null, redisUrl: string, client: Redis | Cluster | null, opts: FaultClusterOptions) {
+    this.server = server;
+    this.redisUrl = redisUrl;
     this.lockKey = opts.lockKey ?? 'grinder:fault:lock';
     this.specs = opts.replicas;
     this.liveIntervalMs = opts.liveIntervalMs ?? 200;
-    this.client = new Redis(redis.url, { retryStrategy: () => 50, maxRetriesPerRequest: 1 });
+    this.client = client ?? new Redis(redisUrl, { retryStrategy: () => 50, maxRetriesPerRequest: 1 });
     this.client.on('error', () => {
       // The tests stop and restart Redis on purpose.
     });
@@ -60,7 +64,15 @@ export class FaultCluster {
 
   static async start(opts: FaultClusterOptions): Promise<FaultCluster> {
     const redis = await RedisServer.start(opts.redis ?? {});
-    const c = new FaultCluster(redis, opts);
+    return FaultCluster.launch(new FaultCluster(redis, redis.url, null, opts), opts);
+  }
+
+  /** Replicas on a Redis topology the test runs itself (Sentinel, Cluster); `client` reads and faults it. */
+  static async attach(opts: FaultClusterOptions & { redisUrl: string; client: Redis | Cluster }): Promise<FaultCluster> {
+    return FaultCluster.launch(new FaultCluster(null, opts.redisUrl, opts.client, opts), opts);
+  }
+
+  private static async launch(c: FaultCluster, opts: FaultClusterOptions): Promise<FaultCluster> {
     try {
       for (let i = 0; i < (opts.startFirst ?? opts.replicas.length); i++) await c.startReplica(i);
     } catch (err) {
@@ -68,6 +80,12 @@ export class FaultCluster {
       throw err;
     }
     return c;
+  }
+
+  /** The redis-server of the test's own (start() only). */
+  get redis(): RedisServer {
+    if (!this.server) throw new Error('this fault cluster runs on a topology the test started itself');
+    return this.server;
   }
 
   get keys(): ReturnType<typeof leaseKeys> {
@@ -92,7 +110,7 @@ export class FaultCluster {
       ...(process.env.GRINDER_FAULTS_MAIN_JS ? { mainJs: process.env.GRINDER_FAULTS_MAIN_JS } : {}),
       env: {
         GRINDER_HA_ENABLED: 'true',
-        GRINDER_REDIS_URL: this.redis.url,
+        GRINDER_REDIS_URL: this.redisUrl,
         GRINDER_HA_LOCK_KEY: this.lockKey,
         GRINDER_HA_LOCK_TTL_MS: String(spec.ttlMs),
         GRINDER_HA_RENEW_INTERVAL_MS: String(spec.renewMs),
@@ -221,10 +239,22 @@ export class FaultCluster {
     }
   }
 
+  /** The last log lines of every incarnation, for a failure message. */
+  tail(lines = 25): string {
+    return this.incarnations
+      .map((inc) => {
+        // Repeated findings (a retry loop) would hide what came before them.
+        const distinct = inc.replica.logs.filter((l, i, all) => i === 0 || l.msg !== all[i - 1]?.msg);
+        const shown = distinct.slice(-lines).map((l) => JSON.stringify({ ...l, err: undefined }));
+        return `--- ${inc.instance}#${inc.incarnation}\n${shown.join('\n')}\n${inc.replica.stderr.join('').slice(-2_000)}`;
+      })
+      .join('\n');
+  }
+
   async close(): Promise<void> {
     for (let i = 0; i < this.current.length; i++) if (this.current[i]) await this.kill(i);
     this.client.disconnect();
-    await this.redis.cleanup();
+    await this.server?.cleanup();
   }
 }
 

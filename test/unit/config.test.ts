@@ -40,6 +40,8 @@ describe('loadConfig defaults', () => {
     assert.deepEqual(rest, {
       haEnabled: false,
       redisUrl: 'redis://localhost:6379/0',
+      redis: { mode: 'standalone', url: 'redis://localhost:6379/0', tls: false },
+      minReplicas: 'auto',
       lockTtlMs: 10_000,
       renewIntervalMs: 3_000,
       lockKey: 'grinder:leader:lock',
@@ -234,13 +236,13 @@ describe('metrics port', () => {
 describe('GRINDER_REDIS_URL', () => {
   it('rejects an unparsable URL without echoing it', () => {
     const err = configError(() => loadConfig({ GRINDER_REDIS_URL: 'not a url' }));
-    assertConfigError(err, 'GRINDER_REDIS_URL', '<unparsable>', 'must be a URL such as redis://[:password@]host:6379/0 or rediss://…');
+    assertConfigError(err, 'GRINDER_REDIS_URL', '<unparsable>', 'must be a URL such as redis://[:password@]host:6379/0, rediss://…, redis+sentinel://host:26379/mymaster or redis+cluster://host:6379');
   });
 
-  it('rejects a scheme other than redis:// and rediss://', () => {
+  it('rejects a scheme other than redis://, rediss://, redis+sentinel:// and redis+cluster://', () => {
     for (const url of ['http://localhost:6379/0', 'tcp://localhost:6379', 'unix:///tmp/redis.sock']) {
       const err = configError(() => loadConfig({ GRINDER_REDIS_URL: url }));
-      assertConfigError(err, 'GRINDER_REDIS_URL', url, 'the scheme must be redis:// or rediss:// (TLS)');
+      assertConfigError(err, 'GRINDER_REDIS_URL', url, 'the scheme must be redis://, rediss:// (TLS), redis+sentinel:// or redis+cluster://');
     }
   });
 
@@ -297,6 +299,78 @@ describe('GRINDER_REDIS_URL', () => {
     const err = configError(() => loadConfig({ GRINDER_REDIS_URL: 'redis://:s3cret@host:6379/0', GRINDER_HA_LOCK_TTL_MS: '500' }));
     assert.equal(err.variable, 'GRINDER_HA_LOCK_TTL_MS');
     assert.ok(!err.message.includes('s3cret'));
+  });
+});
+
+describe('Sentinel and Cluster URLs', () => {
+  it('reads a Sentinel URL: several Sentinels, the master name, a database, and the data nodes\' credentials', () => {
+    const c = loadConfig({ GRINDER_REDIS_URL: 'redis+sentinel://app:s3cret@s1:26379,s2,[::1]:26380/mymaster/2' });
+    assert.deepEqual(c.redis, {
+      mode: 'sentinel',
+      sentinels: [
+        { host: 's1', port: 26_379 },
+        { host: 's2', port: 26_379 },
+        { host: '::1', port: 26_380 },
+      ],
+      masterName: 'mymaster',
+      db: 2,
+      tls: false,
+      username: 'app',
+      password: 's3cret',
+    });
+  });
+
+  it("takes the Sentinels' own password from GRINDER_REDIS_SENTINEL_PASSWORD, never from the URL", () => {
+    const c = loadConfig({ GRINDER_REDIS_URL: 'rediss+sentinel://s1:26379/mymaster', GRINDER_REDIS_SENTINEL_PASSWORD: 'sentinel-secret', GRINDER_REDIS_SENTINEL_USERNAME: 'watcher' });
+    assert.equal(c.redis.mode, 'sentinel');
+    if (c.redis.mode !== 'sentinel') return;
+    assert.equal(c.redis.sentinelPassword, 'sentinel-secret');
+    assert.equal(c.redis.sentinelUsername, 'watcher');
+    assert.equal(c.redis.tls, true);
+    assert.throws(() => loadConfig({ GRINDER_REDIS_URL: 'redis+sentinel://s1/mymaster?sentinelPassword=x' }), /no query parameters; give the Sentinels' password in GRINDER_REDIS_SENTINEL_PASSWORD/);
+  });
+
+  it('reads a Cluster URL with several seed nodes', () => {
+    const c = loadConfig({ GRINDER_REDIS_URL: 'redis+cluster://:pw@n1:7000,n2:7001' });
+    assert.deepEqual(c.redis, { mode: 'cluster', nodes: [{ host: 'n1', port: 7_000 }, { host: 'n2', port: 7_001 }], tls: false, password: 'pw' });
+  });
+
+  for (const [url, rule] of [
+    ['redis+sentinel://s1:26379', /ends in \/<master name>/],
+    ['redis+sentinel://s1:26379/m/99', /database after the master name must be a number from 0 to 15/],
+    ['redis+cluster://n1:7000/3', /Cluster URL has no path/],
+    ['redis+cluster://n1:99999', /port 99999 is not from 1 to 65535/],
+    ['redis+sentinal://s1/m', /scheme must be redis:\/\/, rediss:\/\/ \(TLS\), redis\+sentinel:\/\/ or redis\+cluster:\/\//],
+  ] as const) {
+    it(`refuses ${url} and says the rule`, () => {
+      assert.throws(
+        () => loadConfig({ GRINDER_REDIS_URL: url }),
+        (err: unknown) => err instanceof ConfigError && err.variable === 'GRINDER_REDIS_URL' && rule.test(err.message),
+      );
+    });
+  }
+
+  it('never shows the password of a Sentinel or Cluster URL', () => {
+    assert.equal(redactRedisUrl('redis+sentinel://app:s3cret@s1:26379/m'), 'redis+sentinel://app:***@s1:26379/m');
+    assert.equal(redactRedisUrl('redis+cluster://lonely-secret@n1:7000'), 'redis+cluster://***@n1:7000');
+    assert.throws(
+      () => loadConfig({ GRINDER_REDIS_URL: 'redis+cluster://u:topsecret@n1:7000/9' }),
+      (err: unknown) => err instanceof Error && !err.message.includes('topsecret') && err.message.includes('u:***@'),
+    );
+  });
+
+  it('GRINDER_REDIS_MIN_REPLICAS is auto by default, or a number from 0 to 16', () => {
+    assert.equal(loadConfig({}).minReplicas, 'auto');
+    assert.equal(loadConfig({ GRINDER_REDIS_MIN_REPLICAS: ' 2 ' }).minReplicas, 2);
+    assert.equal(loadConfig({ GRINDER_REDIS_MIN_REPLICAS: 'AUTO' }).minReplicas, 'auto');
+    assert.throws(() => loadConfig({ GRINDER_REDIS_MIN_REPLICAS: 'two' }), /must be auto \(every connected replica, up to one\) or a whole number from 0 to 16/);
+    assert.throws(() => loadConfig({ GRINDER_REDIS_MIN_REPLICAS: '17' }), /from 0 to 16/);
+  });
+
+  it('on a Cluster, the live stream must share the lock key\'s slot', () => {
+    assert.throws(() => loadConfig({ GRINDER_REDIS_URL: 'redis+cluster://n1:7000', GRINDER_LIVE_STREAM_KEY: 'elsewhere' }), /must hash to the lock key's slot/);
+    assert.equal(loadConfig({ GRINDER_REDIS_URL: 'redis+cluster://n1:7000' }).live.streamKey, '{grinder:leader:lock}:live');
+    assert.equal(loadConfig({ GRINDER_LIVE_STREAM_KEY: 'elsewhere' }).live.streamKey, 'elsewhere', 'one Redis takes any key');
   });
 });
 

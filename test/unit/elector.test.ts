@@ -352,7 +352,7 @@ describe('LeaderElector', () => {
 
   it('Redis rolled back to an older record: no overlap, and no token is handed out twice', async () => {
     const sim = simulate(3);
-    sim.store.facts = { maxmemoryPolicy: 'noeviction', durable: false };
+    sim.store.facts = { ...sim.store.facts, durable: false };
     for (const r of sim.replicas) r.elector.start();
     await sim.time.advance(10);
     const snapshot = { raw: sim.store.raw, counter: sim.store.counter, fence: sim.store.fence };
@@ -405,7 +405,7 @@ describe('LeaderElector', () => {
 
   it('after a break in the connection to a Redis that may lose writes, a standby waits a full TTL again', async () => {
     const { sim, a, b } = await leaderAndStandby();
-    sim.store.facts = { maxmemoryPolicy: 'noeviction', durable: false };
+    sim.store.facts = { ...sim.store.facts, durable: false };
     await sim.time.advance(TTL / 2);
     a.clock.paused = true; // the leader dies
     await sim.time.advance(TTL / 2 - 50);

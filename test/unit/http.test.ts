@@ -194,6 +194,9 @@ describe('HTTP contract', () => {
         leaseState: 'held',
         redisMaxmemoryPolicy: 'volatile-lru',
         redisDurable: false,
+        redisMode: 'sentinel',
+        redisMaster: '10.0.0.7:6379',
+        replicasAcked: true,
       });
       uptime = 99.9996;
       const r = await request('/status');
@@ -212,6 +215,9 @@ describe('HTTP contract', () => {
         lease_state: 'held',
         redis_maxmemory_policy: 'volatile-lru',
         redis_durable: false,
+        redis_mode: 'sentinel',
+        redis_master: '10.0.0.7:6379',
+        replicas_acked: true,
         lock_key: 'grinder:leader:lock',
         lock_ttl_ms: 10_000,
         renew_interval_ms: 3_000,

@@ -174,9 +174,11 @@ describe('metric names are the contract', () => {
         haRedisDurable: 'grinder_ha_redis_durable',
         haRedisRollbacks: 'grinder_ha_redis_rollbacks_total',
         haBarriers: 'grinder_ha_barriers_total',
+        haRedisMasterChanges: 'grinder_ha_redis_master_changes_total',
+        haReplicaAcks: 'grinder_ha_replica_acks_total',
       },
     );
-    assert.deepEqual([...LOCK_FAILURE_REASONS], ['timeout', 'connection', 'lost', 'wrong_type', 'invalid_value', 'script_error']);
+    assert.deepEqual([...LOCK_FAILURE_REASONS], ['timeout', 'connection', 'lost', 'wrong_type', 'invalid_value', 'script_error', 'failover', 'replication']);
   });
 });
 
@@ -207,11 +209,13 @@ describe('metrics through an in-memory reader', () => {
       'grinder_ha_lock_failures_total',
       'grinder_ha_lock_ttl_seconds',
       'grinder_ha_redis_durable',
+      'grinder_ha_redis_master_changes_total',
       'grinder_ha_redis_maxmemory_policy',
       'grinder_ha_redis_rollbacks_total',
       'grinder_ha_redis_up',
       'grinder_ha_renew_interval_seconds',
       'grinder_ha_renew_latency_seconds',
+      'grinder_ha_replica_acks_total',
       'grinder_ha_role',
       'grinder_ha_transitions_total',
       'grinder_up',
@@ -432,7 +436,14 @@ describe('Prometheus text from startTelemetry', () => {
       assert.ok(!text.includes('target_info'), 'no target_info');
       assert.ok(!text.includes('_total_total'), 'no doubled _total suffix');
       const counters = lines.filter((l) => l.startsWith('# TYPE ') && l.endsWith(' counter')).map((l) => l.split(' ')[2]);
-      assert.deepEqual([...counters].sort(), ['grinder_ha_barriers_total', 'grinder_ha_lock_failures_total', 'grinder_ha_redis_rollbacks_total', 'grinder_ha_transitions_total']);
+      assert.deepEqual([...counters].sort(), [
+        'grinder_ha_barriers_total',
+        'grinder_ha_lock_failures_total',
+        'grinder_ha_redis_master_changes_total',
+        'grinder_ha_redis_rollbacks_total',
+        'grinder_ha_replica_acks_total',
+        'grinder_ha_transitions_total',
+      ]);
       // Every sample belongs to a family with HELP and TYPE.
       for (const l of lines) {
         if (l === '' || l.startsWith('#')) continue;
@@ -473,7 +484,7 @@ class ScriptedLock implements LeaseLock {
   calls: string[] = [];
 
   facts(): StoreFacts {
-    return { maxmemoryPolicy: 'noeviction', durable: true };
+    return { maxmemoryPolicy: 'noeviction', durable: true, mode: 'standalone', master: '127.0.0.1:6379', masterChanges: 0, replicasAcked: null };
   }
   acquire(): Promise<AcquireResult> {
     this.calls.push('acquire');

@@ -65,6 +65,16 @@ import { VersionWatch } from './watch';
  *   again after any reconnect, so a rolled-back record is watched for a full TTL like a new one.
  *   The holder, still inside its deadline, renews its own leadership by token and session and
  *   keeps leading through a Redis restart.
+ * - A failover (Sentinel promoting a replica, a Cluster slot moving to a replica). Replication is
+ *   asynchronous, so every lease write (acquire, renew, barrier) counts only once WAIT reports the
+ *   required replicas have it (GRINDER_REDIS_MIN_REPLICAS; 'auto': every connected replica, up to
+ *   one), bounded by half the command timeout; a write they do not acknowledge is a failure (a
+ *   renewal keeps the lease only until its deadline, an acquisition is handed back). Exact
+ *   guarantee: if the replica that gets promoted is one that acknowledged, it has every lease
+ *   write that counted; if another is promoted (more replicas than required, or none connected),
+ *   it may be behind, which is the rollback case above: Sentinel and Cluster never count as
+ *   durable, so after the master change (a break in the connection) every standby waits a full
+ *   TTL, unless the holder, still inside its deadline, renews its own leadership on the new master.
  * - Corrupt values. A counter or fence that is not a safe integer (garbage, or above 2^53) counts
  *   as absent and is repaired by the next acquire; a string at the lock key that is not a record
  *   is taken over like any version once it stood still; a key of another Redis type is never
@@ -87,9 +97,9 @@ import { VersionWatch } from './watch';
  * paused by its hypervisor in a way that stops both clocks is a process pause like SIGSTOP and is
  * covered by judging the deadline when asked. (2) Only GRINDER writes to the lock key and the
  * derived keys; an operator may delete them, but writing an old record version back by hand
- * while a replica watches defeats the version check. (3) After a Redis restart that may have lost
- * writes (not appendfsync always), the replicas' connections break, which every standby notices;
- * a proxy that hides a Redis restart or failover from the client hides the break too. (4) Every
+ * while a replica watches defeats the version check. (3) After a Redis restart or failover that
+ * may have lost writes, the replicas' connections break, which every standby notices; a proxy
+ * that hides a restart or failover from the client hides the break too. (4) Every
  * replica of one lock key runs the same GRINDER version (see the upgrade note in the README).
  */
 

@@ -12,6 +12,7 @@ import { REPO_ROOT } from '../support/replica';
 
 const HA = 'docker-compose.ha.yml';
 const OBS = 'docker-compose.obs.yml';
+const SENTINEL = 'docker-compose.sentinel.yml';
 
 interface PortMapping {
   published: number | string;
@@ -71,7 +72,7 @@ function testArgs(s: Service): string[] {
 /** Exact versions only: name:1.2.3 or name:v1.2.3 (optionally -suffix), never latest or a major. */
 const PINNED = /^[\w./-]+:v?\d+\.\d+\.\d+(?:[-\w.]*)?$/;
 
-for (const files of [[HA], [OBS], [HA, OBS]]) {
+for (const files of [[HA], [OBS], [HA, OBS], [SENTINEL], [SENTINEL, OBS]]) {
   test(`docker-compose ${files.map((f) => `-f ${f}`).join(' ')} config -q exits 0`, () => {
     const r = compose(files, ['config', '-q']);
     assert.equal(r.status, 0, r.stderr);
@@ -111,6 +112,48 @@ test('the HA file is exactly the runbook topology', () => {
     const probe = testArgs(s).join(' ');
     assert.match(probe, /\/healthz/, `${name} healthcheck must probe /healthz`);
     assert.match(probe, /127\.0\.0\.1:9090/);
+  }
+});
+
+test('the Sentinel file: one master, two replicas, three Sentinels and the runbook\'s two replicas following them', () => {
+  const cfg = resolved([SENTINEL]);
+  assert.deepEqual(Object.keys(cfg.services).sort(), [
+    'grinder_live_1',
+    'grinder_live_2',
+    'redis-master',
+    'redis-replica-1',
+    'redis-replica-2',
+    'sentinel-1',
+    'sentinel-2',
+    'sentinel-3',
+  ]);
+  const master = service(cfg, 'redis-master');
+  assert.equal(master.container_name, 'grinder-redis-master');
+  for (const name of ['redis-master', 'redis-replica-1', 'redis-replica-2', 'sentinel-1', 'sentinel-2', 'sentinel-3']) {
+    const s = service(cfg, name);
+    assert.match(s.image ?? '', PINNED, `${name} image pinned`);
+    assert.deepEqual(s.ports ?? [], [], `${name} must not publish a host port`);
+    assert.ok(testArgs(s).join(' ').includes('ping'), `${name} has a health check`);
+  }
+  for (const name of ['redis-master', 'redis-replica-1', 'redis-replica-2']) {
+    const cmd = Array.isArray(service(cfg, name).command) ? (service(cfg, name).command as string[]).join(' ') : '';
+    assert.match(cmd, /--appendonly yes --appendfsync always/, `${name} persists every write`);
+  }
+  for (const name of ['redis-replica-1', 'redis-replica-2']) {
+    assert.match((service(cfg, name).command as string[]).join(' '), /--replicaof redis-master 6379/);
+  }
+  const sentinelScript = JSON.stringify(service(cfg, 'sentinel-1'));
+  assert.match(sentinelScript, /sentinel monitor grinder redis-master 6379 2/, 'quorum of two of the three Sentinels');
+  const expected: Record<string, number> = { grinder_live_1: 9090, grinder_live_2: 9091 };
+  for (const [name, hostPort] of Object.entries(expected)) {
+    const s = service(cfg, name);
+    assert.equal(s.container_name, name);
+    assert.deepEqual(hostPorts(s), [{ published: hostPort, target: 9090 }]);
+    const env = s.environment ?? {};
+    assert.equal(env.GRINDER_REDIS_URL, 'redis+sentinel://sentinel-1:26379,sentinel-2:26379,sentinel-3:26379/grinder/0');
+    assert.equal(env.GRINDER_HA_LOCK_TTL_MS, '10000');
+    assert.equal(env.GRINDER_INSTANCE_ID, name);
+    assert.deepEqual(Object.keys(s.depends_on ?? {}).sort(), ['sentinel-1', 'sentinel-2', 'sentinel-3']);
   }
 });
 

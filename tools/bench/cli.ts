@@ -15,6 +15,7 @@ import { Resources } from './cleanup';
 import { Pair, type LeaseTimingConfig } from './cluster';
 import { evaluateTargets, renderMarkdown, type BenchResult, type ConfigResult, type Machine } from './report';
 import { DistSnapshot } from './replica';
+import { sentinelFailover, type SentinelResult } from './sentinel';
 import { crashFailover, gracefulHandover, loadAndMemory, redisRecovery, type LoadAndMemory } from './scenarios';
 import { round } from './stats';
 
@@ -164,6 +165,7 @@ async function main(): Promise<void> {
 
   const configs: ConfigResult[] = [];
   let load: LoadAndMemory | null = null;
+  let sentinel: SentinelResult | null = null;
   const loadErrors: string[] = [];
   try {
     for (const [i, timing] of timings.entries()) {
@@ -172,6 +174,9 @@ async function main(): Promise<void> {
       load = r.load ?? load;
       if (r.loadError) loadErrors.push(`load/memory: ${r.loadError}`);
     }
+    const short = timings[0] as LeaseTimingConfig;
+    log(`\n== Sentinel master kill, TTL ${short.ttlMs} ms, renew ${short.renewMs} ms, Sentinel down-after 1000 ms ==`);
+    sentinel = await sentinelFailover(short, Math.max(5, opts.quick ? 5 : opts.trials), snapshot, res, log);
   } finally {
     await res.closeAll();
   }
@@ -180,7 +185,7 @@ async function main(): Promise<void> {
     ...c.crash.failures.map((x) => `crash ${c.timing.ttlMs}/${c.timing.renewMs} ${x}`),
     ...c.graceful.failures.map((x) => `graceful ${c.timing.ttlMs}/${c.timing.renewMs} ${x}`),
     ...c.redisRestart.failures.map((x) => `redis restart ${c.timing.ttlMs}/${c.timing.renewMs} ${x}`),
-  ]).concat(loadErrors);
+  ]).concat(loadErrors, sentinel?.failures ?? []);
   const result: BenchResult = {
     date: new Date().toISOString(),
     machine: m,
@@ -188,6 +193,7 @@ async function main(): Promise<void> {
     options: { trials: opts.trials, quick: opts.quick, connections: opts.connections, loadSeconds: opts.loadSeconds },
     configs,
     load,
+    sentinel,
     targets: evaluateTargets(configs),
     failures,
   };

@@ -1,4 +1,5 @@
 import type { LeaseTimingConfig } from './cluster';
+import type { SentinelResult } from './sentinel';
 import type { CrashResult, GracefulResult, LoadAndMemory, LoadRun, RecoveryResult, Series } from './scenarios';
 
 export interface Machine {
@@ -34,6 +35,8 @@ export interface BenchResult {
   options: { trials: number; quick: boolean; connections: number; loadSeconds: number };
   configs: ConfigResult[];
   load: LoadAndMemory | null;
+  /** Leader recovery after a Sentinel master kill; null when that part did not run. */
+  sentinel: SentinelResult | null;
   targets: Target[];
   failures: string[];
 }
@@ -106,6 +109,12 @@ export function renderMarkdown(r: BenchResult): string {
     lines.push(seriesRow('Redis restart: redis-server started → exactly one 200', c, c.redisRestart.recovery, `< ${TARGETS.redisRecoveryMaxMs} ms`, yes(t('Redis'))));
     lines.push(seriesRow('… from Redis answering PING', c, c.redisRestart.fromRedisAnswering, '—', ''));
     lines.push(seriesRow('… (before it) Redis killed → both replicas STANDBY', c, c.redisRestart.bothStandbyAfterLoss, '—', ''));
+  }
+  if (r.sentinel) {
+    const sc = r.sentinel;
+    const at = { ttlMs: sc.timing.ttlMs, renewMs: sc.timing.renewMs };
+    lines.push(row(['Sentinel: master SIGKILL → one ACTIVE with its lease on the promoted replica', `${at.ttlMs} / ${at.renewMs}`, String(sc.recovery.samplesMs.length), f(sc.recovery.summary?.median), f(sc.recovery.summary?.max), '—', '']));
+    lines.push(row(['… master SIGKILL → the Sentinels name the promoted replica (down-after 1 s)', `${at.ttlMs} / ${at.renewMs}`, String(sc.promotion.samplesMs.length), f(sc.promotion.summary?.median), f(sc.promotion.summary?.max), '—', '']));
   }
   if (r.load) {
     const l = r.load;

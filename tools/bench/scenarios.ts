@@ -16,7 +16,7 @@ export interface Series {
   summary: Summary | null;
 }
 
-function series(samples: number[]): Series {
+export function series(samples: number[]): Series {
   return { samplesMs: samples, summary: samples.length > 0 ? summarize(samples) : null };
 }
 

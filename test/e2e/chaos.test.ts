@@ -126,4 +126,26 @@ describe('chaos: a short run with a fixed seed', () => {
     assert.ok(redisDir, 'the progress names the Redis temp dir');
     assert.equal(existsSync(redisDir), false, 'the Redis temp dir is removed');
   });
+
+  it('on Redis Sentinel, with master kills among the faults: no safety violation', async () => {
+    const json = join(dir, 'sentinel.json');
+    const { code, stdout, stderr } = await runCli(
+      ['--sentinel', '--duration', '25', '--replicas', '3', '--seed', '7', '--ttl', '1000', '--renew', '250', '--settle', '700-1400', '--faults', 'master-kill,kill,zombie,record-delete', '--json', json],
+      (25 + 60) * 1_000,
+    );
+    console.log(stdout);
+    assert.equal(code, 0, `the chaos CLI exits 0 when safe; stderr:\n${stderr}`);
+    const r = JSON.parse(readFileSync(json, 'utf8')) as JsonReport;
+    assert.deepEqual(r.overlaps, [], 'no overlapping leaderships with accepted work');
+    assert.deepEqual(r.staleWrites, [], 'no stale-token write accepted');
+    assert.deepEqual(r.harnessErrors, []);
+    assert.ok((r.faultsByKind['master-kill'] ?? 0) >= 1, `at least one master was killed (${JSON.stringify(r.faultsByKind)})`);
+    assert.ok(r.acceptedWrites >= 50, `the leaders did accepted work (${r.acceptedWrites} writes)`);
+    const pids = [...stderr.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
+    assert.deepEqual(
+      pids.filter((p) => isAlive(p)),
+      [],
+      'no replica left running',
+    );
+  });
 });

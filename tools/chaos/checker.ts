@@ -45,6 +45,7 @@ export const FAULT_KINDS = [
   'counter-corrupt',
   'rollback',
   'clock-step',
+  'master-kill',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -60,7 +61,12 @@ export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
   'counter-corrupt': 'the token counter set below the fence, to garbage, or above 2^53',
   rollback: 'Redis restarted with an older lease record, counter and fence (a restore, or AOF everysec after a power loss)',
   'clock-step': "Redis' wall clock stepped an hour forward or back, then back again",
+  'master-kill': 'SIGKILL the Redis master (Sentinel mode): the Sentinels promote the replica; the old master comes back as a replica',
 };
+
+/** What each mode can inject: network faults need the per-replica proxies of standalone mode. */
+export const STANDALONE_FAULTS: readonly FaultKind[] = FAULT_KINDS.filter((k) => k !== 'master-kill');
+export const SENTINEL_FAULTS: readonly FaultKind[] = ['kill', 'zombie', 'master-kill', 'record-delete', 'counter-corrupt'];
 
 export interface StreamEntry {
   /** Redis stream entry id ("<ms>-<seq>"). */

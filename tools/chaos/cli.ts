@@ -2,7 +2,7 @@ import { randomInt } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ConfigError, loadConfig } from '../../src/config';
-import { FAULT_KINDS, exitCodeFor, formatReport, type FaultKind } from './checker';
+import { FAULT_KINDS, SENTINEL_FAULTS, STANDALONE_FAULTS, exitCodeFor, formatReport, type FaultKind } from './checker';
 import { runChaos, type ChaosOptions } from './harness';
 import { killAllChildren, MAIN_JS } from './processes';
 
@@ -23,7 +23,9 @@ const USAGE = `usage: npm run chaos -- [options]
   --renew MS          GRINDER_HA_RENEW_INTERVAL_MS (default 250)
   --live-interval MS  GRINDER_LIVE_INTERVAL_MS, the live loop's write interval (default 50)
   --settle MIN-MAX    ms to let the system settle between faults (default 1000-3000)
-  --faults LIST       comma-separated kinds to inject (default all: ${FAULT_KINDS.join(',')})
+  --faults LIST       comma-separated kinds to inject (default: every kind the mode can inject;
+                      standalone ${STANDALONE_FAULTS.join(',')}; Sentinel ${SENTINEL_FAULTS.join(',')})
+  --sentinel          run on Redis Sentinel (a master, a replica, three Sentinels) and kill masters
   --json FILE         also write the report (and the fault timeline) as JSON
   --logs DIR          keep every replica's log lines and the raw records in DIR
   --main FILE         the replica entry point to run (default dist/main.js)
@@ -41,7 +43,8 @@ function parseArgs(argv: readonly string[]): Omit<ChaosOptions, 'signal' | 'prog
     liveIntervalMs: 50,
     settleMinMs: 1_000,
     settleMaxMs: 3_000,
-    faults: [...FAULT_KINDS] as FaultKind[],
+    faults: null as FaultKind[] | null,
+    sentinel: false,
     logsDir: null as string | null,
     mainJs: MAIN_JS,
     json: null as string | null,
@@ -89,6 +92,9 @@ function parseArgs(argv: readonly string[]): Omit<ChaosOptions, 'signal' | 'prog
         out.faults = list as FaultKind[];
         break;
       }
+      case '--sentinel':
+        out.sentinel = true;
+        break;
       case '--json':
         out.json = value() ?? null;
         if (!out.json) throw new UsageError('--json needs a file name');
@@ -121,7 +127,13 @@ function parseArgs(argv: readonly string[]): Omit<ChaosOptions, 'signal' | 'prog
     if (err instanceof ConfigError) throw new UsageError(`the replicas would not start with these settings: ${err.message}`);
     throw err;
   }
-  return out;
+  const possible = out.sentinel ? SENTINEL_FAULTS : STANDALONE_FAULTS;
+  const faults = out.faults ?? [...possible];
+  const impossible = faults.filter((k) => !possible.includes(k));
+  if (impossible.length > 0) {
+    throw new UsageError(`${impossible.join(',')} cannot be injected ${out.sentinel ? 'on Sentinel' : 'on one Redis (master-kill needs --sentinel)'}; this mode takes ${possible.join(',')}`);
+  }
+  return { ...out, faults };
 }
 
 async function main(): Promise<number> {

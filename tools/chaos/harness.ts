@@ -16,6 +16,7 @@ import {
   type StreamEntry,
 } from './checker';
 import { ShiftedClock } from '../../test/support/clock-shim';
+import { SentinelSetup } from '../../test/support/redis-topologies';
 import { ChaosProxy } from './proxy';
 import { monoNow, RedisProcess, ReplicaProcess } from './processes';
 
@@ -46,6 +47,8 @@ export interface ChaosOptions {
   mainJs: string;
   /** Keep every replica's log lines and the raw records here (not removed at the end). */
   logsDir: string | null;
+  /** Redis Sentinel instead of one Redis: a master, a replica and three Sentinels; replicas connect through the Sentinels. */
+  sentinel: boolean;
   /** Aborting ends the fault phase early; the run still stops everything and reports. */
   signal: AbortSignal;
   progress: (line: string) => void;
@@ -76,7 +79,8 @@ class Aborted extends Error {}
 interface Slot {
   instance: string;
   port: number;
-  proxy: ChaosProxy;
+  /** Between the replica and Redis (standalone mode); null in Sentinel mode. */
+  proxy: ChaosProxy | null;
   current: ReplicaProcess;
 }
 
@@ -111,6 +115,7 @@ class Harness {
   private startMonoMs = 0;
   private bag: FaultKind[] = [];
   private clock: ShiftedClock | null = null;
+  private sentinelSetup: SentinelSetup | null = null;
 
   constructor(opts: ChaosOptions) {
     this.o = opts;
@@ -174,6 +179,9 @@ class Harness {
       case 'rollback':
         holdMs = this.between(Math.round(ttlMs * 0.5), Math.round(ttlMs * 2)); // how far back
         break;
+      case 'master-kill':
+        holdMs = this.between(500, 3_000); // how long the old master stays down
+        break;
       case 'clock-step':
         holdMs = this.between(Math.round(ttlMs * 0.5), Math.round(ttlMs * 2)); // how long the step lasts
         latencyMs = this.rand() < 0.5 ? 3_600 : -3_600; // the step, in seconds
@@ -205,35 +213,48 @@ class Harness {
 
   private async setUp(): Promise<void> {
     const { o } = this;
-    if (o.faults.includes('clock-step')) this.clock = ShiftedClock.build();
-    this.redis = new RedisProcess(await freePort(), this.clock?.env ?? {});
-    await this.redis.start();
-    this.log(`redis-server pid ${String(this.redis.pid)} on port ${this.redis.port} (appendonly, fsync always), dir ${this.redis.dir}`);
-    this.client = new Redis(this.redis.url, {
-      maxRetriesPerRequest: 1,
-      commandTimeout: 2_000,
-      retryStrategy: (times: number) => Math.min(50 * times, 250),
-    });
-    this.client.on('error', () => undefined); // outages are the point; snapshots report their own failures
-
     const starting: Promise<void>[] = [];
-    for (let i = 0; i < o.replicas; i++) {
-      const proxy = await ChaosProxy.start({ targetPort: this.redis.port });
-      const instance = `chaos-${i + 1}`;
-      const port = await freePort();
-      const slot: Slot = { instance, port, proxy, current: this.spawn(instance, port, proxy.port, 0) };
-      this.slots.push(slot);
-      starting.push(slot.current.waitHealthy(15_000));
+    if (o.sentinel) {
+      this.sentinelSetup = await SentinelSetup.start();
+      this.log(`Sentinel set-up: master ${this.sentinelSetup.master.port}, replica ${this.sentinelSetup.replica.port}, Sentinels ${this.sentinelSetup.sentinels.map((x) => x.port).join(', ')}`);
+      this.client = this.sentinelSetup.client();
+      this.client.on('error', () => undefined);
+      for (let i = 0; i < o.replicas; i++) {
+        const instance = `chaos-${i + 1}`;
+        const port = await freePort();
+        const slot: Slot = { instance, port, proxy: null, current: this.spawn(instance, port, this.sentinelSetup.url, 0) };
+        this.slots.push(slot);
+        starting.push(slot.current.waitHealthy(15_000));
+      }
+    } else {
+      if (o.faults.includes('clock-step')) this.clock = ShiftedClock.build();
+      this.redis = new RedisProcess(await freePort(), this.clock?.env ?? {});
+      await this.redis.start();
+      this.log(`redis-server pid ${String(this.redis.pid)} on port ${this.redis.port} (appendonly, fsync always), dir ${this.redis.dir}`);
+      this.client = new Redis(this.redis.url, {
+        maxRetriesPerRequest: 1,
+        commandTimeout: 2_000,
+        retryStrategy: (times: number) => Math.min(50 * times, 250),
+      });
+      this.client.on('error', () => undefined); // outages are the point; snapshots report their own failures
+      for (let i = 0; i < o.replicas; i++) {
+        const proxy = await ChaosProxy.start({ targetPort: this.redis.port });
+        const instance = `chaos-${i + 1}`;
+        const port = await freePort();
+        const slot: Slot = { instance, port, proxy, current: this.spawn(instance, port, `redis://127.0.0.1:${proxy.port}/0`, 0) };
+        this.slots.push(slot);
+        starting.push(slot.current.waitHealthy(15_000));
+      }
     }
     await Promise.all(starting);
-    for (const s of this.slots) this.log(`${s.instance}: pid ${String(s.current.pid)}, http ${s.port}, redis via proxy ${s.proxy.port}`);
+    for (const s of this.slots) this.log(`${s.instance}: pid ${String(s.current.pid)}, http ${s.port}, redis ${s.proxy ? `via proxy ${s.proxy.port}` : 'through the Sentinels'}`);
     // A fresh Redis holds everyone off for one TTL (the data-loss barrier), then someone leads.
     const first = await this.awaitLeader('the first leader', o.ttlMs * 4 + 5_000);
     this.log(`first leader: ${first.instance}`);
     this.startSnapshots();
   }
 
-  private spawn(instance: string, port: number, proxyPort: number, incarnation: number): ReplicaProcess {
+  private spawn(instance: string, port: number, redisUrl: string, incarnation: number): ReplicaProcess {
     const { o } = this;
     return new ReplicaProcess({
       mainJs: o.mainJs,
@@ -242,7 +263,7 @@ class Harness {
       port,
       env: {
         GRINDER_HA_ENABLED: 'true',
-        GRINDER_REDIS_URL: `redis://127.0.0.1:${proxyPort}/0`,
+        GRINDER_REDIS_URL: redisUrl,
         GRINDER_HA_LOCK_TTL_MS: String(o.ttlMs),
         GRINDER_HA_RENEW_INTERVAL_MS: String(o.renewMs),
         GRINDER_HA_LOCK_KEY: LOCK_KEY,
@@ -294,7 +315,36 @@ class Harness {
         return this.rollback(p);
       case 'clock-step':
         return this.clockStep(p);
+      case 'master-kill':
+        return this.masterKill(p);
     }
+  }
+
+  private redisUrlOf(slot: Slot): string {
+    if (slot.proxy) return `redis://127.0.0.1:${slot.proxy.port}/0`;
+    if (this.sentinelSetup) return this.sentinelSetup.url;
+    throw new Error(`${slot.instance} has no way to Redis`);
+  }
+
+  /** Sentinel mode: SIGKILL whichever node is master; it comes back after holdMs and the Sentinels make it a replica. */
+  private async masterKill(p: Plan): Promise<void> {
+    const setup = this.sentinelSetup;
+    if (!setup) return;
+    const port = await setup.masterPort();
+    const victim = port === setup.master.port ? setup.master : setup.replica;
+    const other = victim === setup.master ? setup.replica : setup.master;
+    this.log(`master-kill: SIGKILL the Redis master (port ${port}); back in ${p.holdMs} ms as a replica`);
+    let at = 0;
+    await this.withStream(async () => {
+      await this.snapshot(true);
+      at = monoNow();
+      await victim.stop();
+    });
+    const until = monoNow() + 15_000;
+    while ((await setup.masterPort().catch(() => 0)) !== other.port && monoNow() < until) await this.sleep(50, false);
+    await this.sleep(p.holdMs, false);
+    await victim.startProcess();
+    this.record('master-kill', null, at, `SIGKILL the Redis master on ${port}; the Sentinels promoted ${other.port}; the old master back ${p.holdMs} ms later`);
   }
 
   private async recordDelete(): Promise<void> {
@@ -327,7 +377,7 @@ class Harness {
     this.log(`rollback: lease keys saved; restoring them in ${p.holdMs} ms`);
     await this.sleep(p.holdMs, false);
     const at = monoNow();
-    for (const s of this.slots) s.proxy.cut();
+    for (const s of this.slots) s.proxy?.cut();
     try {
       await this.withStream(async () => {
         await this.snapshot(true);
@@ -342,7 +392,7 @@ class Harness {
         }
       });
     } finally {
-      for (const s of this.slots) s.proxy.heal();
+      for (const s of this.slots) s.proxy?.heal();
     }
     this.log('rollback: Redis back with the lease keys of before');
     this.record('rollback', null, at, `Redis restarted with the lease record, counter and fence of ${p.holdMs} ms before`);
@@ -373,7 +423,7 @@ class Harness {
     const at = await victim.kill();
     this.past.push(victim);
     await this.sleep(p.holdMs, false);
-    slot.current = this.spawn(slot.instance, slot.port, slot.proxy.port, victim.incarnation + 1);
+    slot.current = this.spawn(slot.instance, slot.port, this.redisUrlOf(slot), victim.incarnation + 1);
     await slot.current.waitHealthy(15_000);
     this.log(`kill: ${slot.instance} restarted, pid ${String(slot.current.pid)}`);
     this.record('kill', slot.instance, at, `SIGKILL the ${role} replica; restarted ${p.holdMs} ms later`);
@@ -424,6 +474,7 @@ class Harness {
   private async network(p: Plan): Promise<void> {
     const { slot, role } = await this.target(p);
     const proxy = slot.proxy;
+    if (!proxy) return;
     const at = monoNow();
     let detail: string;
     if (p.kind === 'latency') {
@@ -515,8 +566,8 @@ class Harness {
   /** Reads the stream from the last id seen on (inclusive; merging dedupes). Call inside withStream. */
   private async snapshot(required: boolean): Promise<void> {
     const client = this.client as Redis;
-    const redis = this.redis as RedisProcess;
-    if (!redis.running) {
+    const redis = this.redis;
+    if (redis && !redis.running) {
       if (required) throw new Error('cannot snapshot the stream: Redis is not running');
       return;
     }
@@ -541,21 +592,22 @@ class Harness {
   private async tearDown(): Promise<number> {
     this.stopSnapshots();
     for (const s of this.slots) {
-      s.proxy.setLatency(0);
-      s.proxy.heal();
+      s.proxy?.setLatency(0);
+      s.proxy?.heal();
     }
     for (const s of this.slots) {
       if (s.current.alive) await s.current.kill();
     }
     const end = monoNow();
     try {
-      if (this.redis?.running) await this.withStream(() => this.snapshot(true));
+      if (this.redis?.running || this.sentinelSetup) await this.withStream(() => this.snapshot(true));
     } catch (err) {
       this.errors.push(`final snapshot: ${err instanceof Error ? err.message : String(err)}`);
     }
     this.client?.disconnect();
-    for (const s of this.slots) await s.proxy.close().catch(() => undefined);
+    for (const s of this.slots) await s.proxy?.close().catch(() => undefined);
     await this.redis?.cleanup().catch(() => undefined);
+    await this.sentinelSetup?.cleanup().catch(() => undefined);
     this.log(`stopped: ${this.slots.length} replicas, ${this.slots.length} proxies, redis-server; temp dir removed`);
     return end;
   }

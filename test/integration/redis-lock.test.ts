@@ -210,7 +210,7 @@ describe('RedisLeaseLock on a real Redis', () => {
       await assert.rejects(lock.acquire(LOOK), (err: unknown) => err instanceof LockUnavailableError && err.reason === 'connection');
       assert.ok(performance.now() - started < 100, 'nothing queued while disconnected');
       await own.startProcess();
-      await waitFor('reconnected', () => (events.includes('connected') ? true : undefined), 5_000);
+      await waitFor('reconnected', () => (events.includes('connected') && lock.isConnected() ? true : undefined), 5_000);
       assert.equal((await lock.acquire(LOOK)).kind, 'barrier', 'works again (a fresh Redis: barrier first)');
     } finally {
       await own.cleanup();

@@ -9,7 +9,7 @@ import { RedisLeaseLock } from './ha/redis-lock';
 import type { HaStatusSource, LeaderWork, Role } from './ha/role';
 import { SoloLeader } from './ha/solo';
 import { leaseTiming } from './ha/timing';
-import { createHttpApp } from './http/app';
+import { createHttpApp, isReady } from './http/app';
 import { createLogger } from './log';
 import { InstrumentedLeaseLock } from './telemetry/instrumented-lock';
 import { createInstruments, observeState, type LiveStatsSource } from './telemetry/metrics';
@@ -46,7 +46,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   const startedAt = systemClock.now();
   const uptimeSeconds = (): number => (systemClock.now() - startedAt) / 1000;
   const log = createLogger(config.logLevel, config.instanceId);
-  const telemetry = startTelemetry({ instanceId: config.instanceId, version: VERSION, env: opts.env });
+  const telemetry = startTelemetry({ instanceId: config.instanceId, cluster: config.cluster, version: VERSION, env: opts.env });
   const instruments = createInstruments(telemetry.meter, {
     lockTtlMs: config.haEnabled ? config.lockTtlMs : null,
     live: config.haEnabled && config.live.enabled,
@@ -78,8 +78,12 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
         log.info({ redis: redactRedisUrl(config.redisUrl) }, 'Redis connection ready');
       }
     });
-    const lock = new InstrumentedLeaseLock(redisLock, telemetry.tracer, instruments, config.instanceId, log, () => systemClock.now());
-    ha = new LeaderElector({ instanceId: config.instanceId, timing, lock, clock: systemClock, log, onTransition });
+    const answerWithinMs = timing.renewIntervalMs + 2 * timing.commandTimeoutMs;
+    const lock = new InstrumentedLeaseLock(redisLock, telemetry.tracer, instruments, config.instanceId, log, () => systemClock.now(), answerWithinMs);
+    // Every election line (role changes, lease failures) names the lock key, so the runbook's
+    // `docker logs … | grep -i lock` shows them all.
+    const electionLog = log.child({ lock_key: config.lockKey });
+    ha = new LeaderElector({ instanceId: config.instanceId, timing, lock, clock: systemClock, log: electionLog, onTransition });
   } else {
     ha = new SoloLeader(config.instanceId, log, onTransition);
   }
@@ -94,6 +98,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     lockTtlMs: config.haEnabled ? config.lockTtlMs : null,
     renewIntervalMs: config.haEnabled ? config.renewIntervalMs : null,
     uptimeSeconds,
+    ready: () => isReady(ha),
     ...(plugin?.stats ? { live: plugin.stats } : {}),
   });
 

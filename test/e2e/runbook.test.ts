@@ -188,6 +188,18 @@ describe('runbook: HA operations, re-enacted with processes', () => {
     assert.equal(status.holder, ids[activeIdx]);
   });
 
+  it('`docker logs … | grep -i lock` shows every role change (they name the lock key)', () => {
+    let roleChanges = 0;
+    for (const r of replicas) {
+      for (const line of r.logsWith('role changed')) {
+        roleChanges++;
+        assert.match(JSON.stringify(line), /lock/i, 'a role-change line grep -i lock would miss');
+        assert.equal(line.lock_key, 'grinder:leader:lock');
+      }
+    }
+    assert.ok(roleChanges >= 4, `role changes seen: ${roleChanges}`);
+  });
+
   it('never two 200s at once, through all of the above', async () => {
     await monitor.stop();
     assert.ok(monitor.polls > 100, `the monitor polled (${monitor.polls} times)`);

@@ -204,6 +204,11 @@ export class Cluster {
     return Promise.all(this.replicas.map((r) => (r?.alive ? r.readyRole() : Promise.resolve('down'))));
   }
 
+  /** Waits until replica `i` answers /readyz with `role`. */
+  async becomes(i: number, role: 'active' | 'standby', pollMs = 20, timeoutMs = 4 * TTL_MS): Promise<void> {
+    await waitFor(`${this.id(i)} to be ${role}`, async () => ((await this.replica(i).readyRole()) === role ? true : undefined), timeoutMs, pollMs);
+  }
+
   /** Index of the one replica whose /readyz says active, or undefined. */
   async activeIndex(): Promise<number | undefined> {
     const active = (await this.roles()).flatMap((role, i) => (role === 'active' ? [i] : []));

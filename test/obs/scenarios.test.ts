@@ -18,7 +18,7 @@ import { SHIPPED_RULES_DIR, type Sample } from '../support/prometheus';
 import { RedisServer } from '../support/redis';
 import { sleep, waitFor } from '../support/wait';
 import { emptyPanels, panelValues, runDashboard, type PanelResult } from './dashboard-queries';
-import { Cluster, P, prod, ScenarioStack, SCRAPE_S, TTL_MS, nowS } from './scenario-stack';
+import { Cluster, P, prod, ScenarioStack, SCRAPE_S, TTL_MS, nowS, type ClusterOptions } from './scenario-stack';
 
 /** Every alert the shipped rules define. */
 const ALERT_NAMES: string[] = readdirSync(SHIPPED_RULES_DIR)
@@ -92,6 +92,22 @@ async function workGapSeries(cluster: string, start: number, end: number): Promi
   return (r.result as Sample[])[0]?.values ?? [];
 }
 
+/**
+ * Runs a scenario on a cluster of its own: starts it, waits for one leader that Prometheus sees
+ * and 10 s more of steady state, hands over, and stops the cluster whatever happens.
+ */
+async function onCluster(name: string, opts: ClusterOptions, run: (c: Cluster, leader: number, start: number) => Promise<void>): Promise<void> {
+  const c = await Cluster.start(live(), name, opts);
+  try {
+    const leader = await c.steady();
+    const start = nowS();
+    await sleep(P(10));
+    await run(c, leader, start);
+  } finally {
+    await c.stop();
+  }
+}
+
 async function tokenOf(c: Cluster, i: number): Promise<number> {
   return (await c.status(i)).fencing_token ?? -1;
 }
@@ -120,24 +136,19 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
     }
   });
 
-  it('leader crash (SIGKILL, back 5 s later): failover, nothing fires, the work gap has data throughout', async () => {
-    const c = await Cluster.start(live(), 's-crash');
-    try {
-      const leader = await c.steady();
-      const start = nowS();
+  it('leader crash (SIGKILL, back 5 s later): failover, nothing fires, the work gap has data throughout', () =>
+    onCluster('s-crash', {}, async (c, leader, start) => {
       const before = await tokenOf(c, leader);
-      await sleep(P(10));
       const faultAt = nowS();
       await c.kill(leader);
       // Watch for the successor from the kill on, while the victim is brought back 5 s later.
       const successor = waitFor('a new leadership', async () => {
         const i = await c.activeIndex();
-        return i !== undefined && (await tokenOf(c, i)) > before ? { i, at: Date.now() } : undefined;
+        return i !== undefined && (await tokenOf(c, i)) > before ? Date.now() : undefined;
       }, 4 * TTL_MS, 20);
       await sleep(P(5));
       await c.start(leader);
-      const { i: next, at } = await successor;
-      const tookMs = at - faultAt * 1000;
+      const tookMs = (await successor) - faultAt * 1000;
       await sleep(Math.max(0, faultAt * 1000 + P(90) - Date.now()));
       const end = nowS();
       await assertAlertTable('leader crash', c.name, start, end, faultAt, { fires: {} });
@@ -148,23 +159,15 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
       const leaderless = await leaderlessSeconds(c.name, faultAt - 1, faultAt + P(30) / 1000);
       table.push(`# alert-table | leader crash | (measured) | failover ${prod(tookMs).toFixed(1)} s, work gap max ${prod(maxGap * 1000).toFixed(1)} s, time without a leader ${prod(leaderless * 1000).toFixed(1)} s`);
       assert.ok(maxGap * 1000 >= TTL_MS * 0.5, `the work gap shows the failover (${maxGap} s)`);
-      assert.notEqual(next, undefined);
       const anno = d.find((x) => x.panel === 'annotation: Became ACTIVE');
       assert.ok((anno?.series.length ?? 0) > 0, 'the new leader is annotated');
-    } finally {
-      await c.stop();
-    }
-  });
+    }));
 
-  it('graceful handover (SIGTERM, back 5 s later): nothing fires', async () => {
-    const c = await Cluster.start(live(), 's-graceful');
-    try {
-      const leader = await c.steady();
-      const start = nowS();
-      await sleep(P(10));
+  it('graceful handover (SIGTERM, back 5 s later): nothing fires', () =>
+    onCluster('s-graceful', {}, async (c, leader, start) => {
       const faultAt = nowS();
       c.replica(leader).signal('SIGTERM');
-      await waitFor('the other replica ACTIVE', async () => ((await c.replica(1 - leader).readyRole()) === 'active' ? true : undefined), 4 * TTL_MS, 5);
+      await c.becomes(1 - leader, 'active', 5);
       const tookMs = Date.now() - faultAt * 1000;
       assert.equal(await c.replica(leader).exited, 0);
       await sleep(P(5));
@@ -174,71 +177,61 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
       await assertAlertTable('graceful handover', c.name, start, end, faultAt, { fires: {} });
       table.push(`# alert-table | graceful handover | (measured) | handover ${prod(tookMs).toFixed(2)} s`);
       await dashboard(c.name, start, end);
-    } finally {
-      await c.stop();
-    }
-  });
+    }));
 
   it('a 6 s Redis restart: nothing fires', async () => {
     const redis = await RedisServer.start({ persistent: true });
-    const c = await Cluster.start(live(), 's-blip', { redis });
     try {
-      const leader = await c.steady();
-      const before = await tokenOf(c, leader);
-      const start = nowS();
-      await sleep(P(10));
-      const faultAt = nowS();
-      await redis.stop('SIGTERM');
-      await sleep(P(6));
-      await redis.startProcess();
-      await c.steady();
-      await sleep(Math.max(0, faultAt * 1000 + P(120) - Date.now()));
-      const end = nowS();
-      await assertAlertTable('6 s Redis restart', c.name, start, end, faultAt, { fires: {} });
-      const d = await dashboard(c.name, start, end);
-      const failures = panelValues(d, 'Lock failures by reason', 'B');
-      assert.ok(failures.length === 1, 'the lock-failure total has a series');
-      const leaderNow = await c.activeIndex();
-      // Redis' start-up and the client's reconnect (up to 250 ms) are not scaled: at 1/5 of the
-      // production timings the lease may move, at production timings it does not (npm run bench).
-      table.push(`# alert-table | 6 s Redis restart | (measured) | ${leaderNow === leader && (await tokenOf(c, leader)) === before ? 'no failover' : 'the lease moved (scaled timings)'}`);
+      await onCluster('s-blip', { redis }, async (c, leader, start) => {
+        const before = await tokenOf(c, leader);
+        const faultAt = nowS();
+        await redis.stop('SIGTERM');
+        await sleep(P(6));
+        await redis.startProcess();
+        await c.steady();
+        await sleep(Math.max(0, faultAt * 1000 + P(120) - Date.now()));
+        const end = nowS();
+        await assertAlertTable('6 s Redis restart', c.name, start, end, faultAt, { fires: {} });
+        const d = await dashboard(c.name, start, end);
+        assert.equal(panelValues(d, 'Lock failures by reason', 'B').length, 1, 'the lock-failure total has a series');
+        // Redis' start-up and the client's reconnect (up to 250 ms) are not scaled: at 1/5 of the
+        // production timings the lease may move, at production timings it does not (npm run bench).
+        const kept = (await c.activeIndex()) === leader && (await tokenOf(c, leader)) === before;
+        table.push(`# alert-table | 6 s Redis restart | (measured) | ${kept ? 'no failover' : 'the lease moved (scaled timings)'}`);
+      });
     } finally {
-      await c.stop();
       await redis.cleanup();
     }
   });
 
   it('Redis down 60 s: RedisUnreachable, then BothStandby; both resolve; lock failures do not page afterwards', async () => {
     const redis = await RedisServer.start({ persistent: true });
-    const c = await Cluster.start(live(), 's-redis-down', { redis });
     try {
-      await c.steady();
-      const start = nowS();
-      await sleep(P(10));
-      const faultAt = nowS();
-      await redis.stop('SIGTERM'); // docker stop grinder-redis
-      await sleep(P(60));
-      const backAt = nowS();
-      const mid = await runDashboard(live().prom, { cluster: c.name, start: faultAt, end: backAt, scrapeSeconds: SCRAPE_S });
-      await redis.startProcess();
-      await c.steady();
-      const recovered = nowS();
-      // Stay past the longest window a lock failure could still page from: for 5 m after 1 m.
-      await sleep(Math.max(0, backAt * 1000 + P(6 * 60 + 20) - Date.now()));
-      const end = nowS();
-      await assertAlertTable('Redis down 60 s', c.name, start, end, faultAt, { fires: { GrinderHARedisUnreachable: 55, GrinderHABothStandby: 60 } });
-      const resolved = await live().prom.queryRange(`ALERTS{alertstate="firing", grinder_cluster="${c.name}"}`, recovered + P(30) / 1000, end, SCRAPE_S);
-      assert.deepEqual((resolved.result as Sample[]).map((s) => s.metric.alertname), [], 'everything resolved within 30 s of the recovery');
-      const lastFiring = await live().prom.queryRange(`ALERTS{alertstate="firing", alertname="GrinderHABothStandby", grinder_cluster="${c.name}"}`, faultAt, end, SCRAPE_S);
-      const lastT = Math.max(...((lastFiring.result as Sample[])[0]?.values ?? [[0, '0']]).map(([t]) => Number(t)));
-      table.push(`# alert-table | Redis down 60 s | (measured) | one ACTIVE ${prod((recovered - backAt) * 1000).toFixed(1)} s after Redis is back, BothStandby resolved ${prod((lastT - backAt) * 1000).toFixed(1)} s after`);
-      const leaderless = one(panelValues(mid, 'Time without a leader in range'), 'leaderless');
-      assert.ok(leaderless * 1000 >= P(40) && leaderless * 1000 <= P(62), `time without a leader during a 60 s outage: ${prod(leaderless * 1000)} s`);
-      table.push(`# alert-table | Redis down 60 s | (measured) | time without a leader during the outage ${prod(leaderless * 1000).toFixed(1)} s`);
-      assert.deepEqual(panelValues(mid, 'ACTIVE replica').map((x) => [x.labels.instance_id, x.value]), [['NOBODY', 0]], 'a red NOBODY tile');
-      await dashboard(c.name, start, end);
+      await onCluster('s-redis-down', { redis }, async (c, _leader, start) => {
+        const faultAt = nowS();
+        await redis.stop('SIGTERM'); // docker stop grinder-redis
+        await sleep(P(60));
+        const backAt = nowS();
+        const mid = await runDashboard(live().prom, { cluster: c.name, start: faultAt, end: backAt, scrapeSeconds: SCRAPE_S });
+        await redis.startProcess();
+        await c.steady();
+        const recovered = nowS();
+        // Stay past the longest window a lock failure could still page from: for 5 m after 1 m.
+        await sleep(Math.max(0, backAt * 1000 + P(6 * 60 + 20) - Date.now()));
+        const end = nowS();
+        await assertAlertTable('Redis down 60 s', c.name, start, end, faultAt, { fires: { GrinderHARedisUnreachable: 55, GrinderHABothStandby: 60 } });
+        const resolved = await live().prom.queryRange(`ALERTS{alertstate="firing", grinder_cluster="${c.name}"}`, recovered + P(30) / 1000, end, SCRAPE_S);
+        assert.deepEqual((resolved.result as Sample[]).map((x) => x.metric.alertname), [], 'everything resolved within 30 s of the recovery');
+        const lastFiring = await live().prom.queryRange(`ALERTS{alertstate="firing", alertname="GrinderHABothStandby", grinder_cluster="${c.name}"}`, faultAt, end, SCRAPE_S);
+        const lastT = Math.max(...((lastFiring.result as Sample[])[0]?.values ?? [[0, '0']]).map(([t]) => Number(t)));
+        table.push(`# alert-table | Redis down 60 s | (measured) | Prometheus sees one ACTIVE ${prod((recovered - backAt) * 1000).toFixed(1)} s after Redis is back, BothStandby resolved ${prod((lastT - backAt) * 1000).toFixed(1)} s after`);
+        const leaderless = one(panelValues(mid, 'Time without a leader in range'), 'leaderless');
+        assert.ok(leaderless * 1000 >= P(40) && leaderless * 1000 <= P(62), `time without a leader during a 60 s outage: ${prod(leaderless * 1000)} s`);
+        table.push(`# alert-table | Redis down 60 s | (measured) | time without a leader during the outage ${prod(leaderless * 1000).toFixed(1)} s`);
+        assert.deepEqual(panelValues(mid, 'ACTIVE replica').map((x) => [x.labels.instance_id, x.value]), [['NOBODY', 0]], 'a red NOBODY tile');
+        await dashboard(c.name, start, end);
+      });
     } finally {
-      await c.stop();
       await redis.cleanup();
     }
   });
@@ -303,12 +296,8 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
     }
   });
 
-  it('a leader cut off from Redis for 120 s: failover, redis_up 0 at once, NoHealthyStandby fires', async () => {
-    const c = await Cluster.start(live(), 's-cutoff');
-    try {
-      const leader = await c.steady();
-      const start = nowS();
-      await sleep(P(10));
+  it('a leader cut off from Redis for 120 s: failover, redis_up 0 at once, NoHealthyStandby fires', () =>
+    onCluster('s-cutoff', {}, async (c, leader, start) => {
       const faultAt = nowS();
       c.proxy(leader).partition(); // packets black-holed, the socket stays open
       await waitFor('the cut-off leader to report Redis unreachable', async () => ((await c.status(leader)).redis_connected === false ? true : undefined), P(30), 20);
@@ -318,7 +307,7 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
         return v === 0 ? true : undefined;
       }, P(30), 100);
       const seenAfter = Date.now() - faultAt * 1000;
-      await waitFor('the other replica ACTIVE', async () => ((await c.replica(1 - leader).readyRole()) === 'active' ? true : undefined), 4 * TTL_MS, 20);
+      await c.becomes(1 - leader, 'active');
       const failoverAfter = Date.now() - faultAt * 1000;
       await sleep(Math.max(0, faultAt * 1000 + P(120) - Date.now()));
       c.proxy(leader).heal();
@@ -328,24 +317,17 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
       assert.ok(statusAfter <= RENEW_BOUND_MS, `redis_connected went false ${statusAfter} ms after the cut (bound ${RENEW_BOUND_MS} ms)`);
       await assertAlertTable('leader cut off from Redis', c.name, start, end, faultAt, { fires: { GrinderHANoHealthyStandby: 100 } });
       await dashboard(c.name, start, end);
-    } finally {
-      await c.stop();
-    }
-  });
+    }));
 
-  it('a paused leader (SIGSTOP 30 s): failover, nothing fires, a valid lease is not "without a leader"', async () => {
-    const c = await Cluster.start(live(), 's-paused');
-    try {
-      const leader = await c.steady();
-      const start = nowS();
-      await sleep(P(10));
+  it('a paused leader (SIGSTOP 30 s): failover, nothing fires, a valid lease is not "without a leader"', () =>
+    onCluster('s-paused', {}, async (c, leader, start) => {
       const faultAt = nowS();
       c.replica(leader).signal('SIGSTOP');
-      await waitFor('the other replica ACTIVE', async () => ((await c.replica(1 - leader).readyRole()) === 'active' ? true : undefined), 4 * TTL_MS, 20);
+      await c.becomes(1 - leader, 'active');
       await sleep(Math.max(0, faultAt * 1000 + P(30) - Date.now()));
       c.replica(leader).signal('SIGCONT');
       const resumedAt = nowS();
-      await waitFor('the woken leader to answer STANDBY', async () => ((await c.replica(leader).readyRole()) === 'standby' ? true : undefined), P(20), 20);
+      await c.becomes(leader, 'standby', 20, P(20));
       await sleep(Math.max(0, faultAt * 1000 + P(100) - Date.now()));
       const end = nowS();
       await assertAlertTable('paused leader', c.name, start, end, faultAt, { fires: {} });
@@ -355,30 +337,24 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
       const gap = await workGapSeries(c.name, faultAt, resumedAt);
       assert.ok(gap.length >= ((resumedAt - faultAt) / SCRAPE_S) * 0.8, `work gap has data through the pause (${gap.length} points)`);
       await dashboard(c.name, start, end);
-    } finally {
-      await c.stop();
-    }
-  });
+    }));
 
   it('everything down (both replicas and their Redis): BothStandby, then ReplicaDown for each', async () => {
     const redis = await RedisServer.start({ persistent: true });
-    const c = await Cluster.start(live(), 's-all-down', { redis });
     try {
-      await c.steady();
-      const start = nowS();
-      await sleep(P(10));
-      const faultAt = nowS();
-      await Promise.all([c.kill(0), c.kill(1), redis.stop('SIGKILL')]);
-      await sleep(P(100));
-      const end = nowS();
-      await assertAlertTable('everything down', c.name, start, end, faultAt, { fires: { GrinderHABothStandby: 60, GrinderHAReplicaDown: 90 } });
-      const down = await live().prom.query(`count(ALERTS{alertstate="firing", alertname="GrinderHAReplicaDown", grinder_cluster="${c.name}"})`);
-      assert.equal(Number((down.result as Sample[])[0]?.value?.[1]), 2, 'ReplicaDown for each replica');
-      const d = await dashboard(c.name, start, end);
-      assert.deepEqual(panelValues(d, 'ACTIVE replica').map((x) => x.labels.instance_id), ['NOBODY']);
-      assert.equal(one(panelValues(d, 'Replicas down'), 'replicas down'), 2);
+      await onCluster('s-all-down', { redis }, async (c, _leader, start) => {
+        const faultAt = nowS();
+        await Promise.all([c.kill(0), c.kill(1), redis.stop('SIGKILL')]);
+        await sleep(P(100));
+        const end = nowS();
+        await assertAlertTable('everything down', c.name, start, end, faultAt, { fires: { GrinderHABothStandby: 60, GrinderHAReplicaDown: 90 } });
+        const down = await live().prom.query(`count(ALERTS{alertstate="firing", alertname="GrinderHAReplicaDown", grinder_cluster="${c.name}"})`);
+        assert.equal(Number((down.result as Sample[])[0]?.value?.[1]), 2, 'ReplicaDown for each replica');
+        const d = await dashboard(c.name, start, end);
+        assert.deepEqual(panelValues(d, 'ACTIVE replica').map((x) => x.labels.instance_id), ['NOBODY']);
+        assert.equal(one(panelValues(d, 'Replicas down'), 'replicas down'), 2);
+      });
     } finally {
-      await c.stop();
       await redis.cleanup();
     }
   });

@@ -112,7 +112,8 @@ async function tokenOf(c: Cluster, i: number): Promise<number> {
   return (await c.status(i)).fencing_token ?? -1;
 }
 
-describe('scenarios (each its own cluster, side by side in one Prometheus)', { concurrency: true }, () => {
+// Six at a time: all at once loads 2 cores enough to add seconds of scrape and evaluation lag.
+describe('scenarios (each its own cluster, side by side in one Prometheus)', { concurrency: 6 }, () => {
   it('steady state: nothing fires for 400 s', async () => {
     const c = await Cluster.start(live(), 's-steady');
     try {
@@ -161,6 +162,35 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
       assert.ok(maxGap * 1000 >= TTL_MS * 0.5, `the work gap shows the failover (${maxGap} s)`);
       const anno = d.find((x) => x.panel === 'annotation: Became ACTIVE');
       assert.ok((anno?.series.length ?? 0) > 0, 'the new leader is annotated');
+      // One leadership taken in the window: one bar of height 1, not a smear of extrapolations.
+      const transitions = d.find((x) => x.panel === 'Role transitions' && x.refId === 'A');
+      const toActive = (transitions?.series ?? []).filter((x) => x.metric.to === 'active').flatMap((x) => x.values ?? []).map(([, v]) => Number(v));
+      assert.deepEqual(toActive, [1], 'one acquisition, drawn as one bar of height 1');
+    }));
+
+  it('a slow Redis (0.55 s round trip): renew latency quantiles read it within 30%, nothing fires', () =>
+    onCluster('s-slow', {}, async (c, leader, start) => {
+      const oneWayMs = P(0.275);
+      for (const p of c.proxies) p.setLatency(oneWayMs);
+      const faultAt = nowS();
+      await sleep(P(120));
+      const end = nowS();
+      await assertAlertTable('slow Redis', c.name, start, end, faultAt, { fires: {} });
+      const roundTrip = (2 * oneWayMs) / 1000;
+      const q = async (which: string): Promise<number> => {
+        const v = await live().value(`grinder:ha_renew_latency_seconds:${which}_1m{grinder_cluster="${c.name}", instance="127.0.0.1:${c.ports[leader]}"}`);
+        assert.ok(v !== undefined, `the leader has a ${which}`);
+        return v;
+      };
+      const [p50, p99] = [await q('p50'), await q('p99')];
+      table.push(`# alert-table | slow Redis | (measured) | renew p50 reads ${prod(p50 * 1000).toFixed(3)} s, p99 ${prod(p99 * 1000).toFixed(3)} s, for a ${prod(roundTrip * 1000).toFixed(2)} s round trip`);
+      // The layout bounds how far a quantile reads above the samples; the median is the check
+      // because ~20 renewals a minute make p99 their slowest one, and the proxy runs in this
+      // loaded process (the exact p99 interpolation is tested in test/unit/telemetry.test.ts).
+      // The old 1-2.5-5 layout read 0.1-0.25 s here: at least 0.175 s, 60% high.
+      assert.ok(p50 >= roundTrip && p50 <= roundTrip * 1.3, `p50 ${p50} s for a ${roundTrip} s round trip`);
+      assert.ok(p99 >= p50);
+      await dashboard(c.name, start, end);
     }));
 
   it('graceful handover (SIGTERM, back 5 s later): nothing fires', () =>
@@ -204,13 +234,15 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
     }
   });
 
-  it('Redis down 60 s: RedisUnreachable, then BothStandby; both resolve; lock failures do not page afterwards', async () => {
+  // 75 s, not 60: GrinderHABothStandby fires 40-55 s after Redis stops, and once a leader is back
+  // it cannot fire any more; a 60 s outage would leave a loaded machine no slack.
+  it('Redis down 75 s: RedisUnreachable, then BothStandby; both resolve; lock failures do not page afterwards', async () => {
     const redis = await RedisServer.start({ persistent: true });
     try {
       await onCluster('s-redis-down', { redis }, async (c, _leader, start) => {
         const faultAt = nowS();
         await redis.stop('SIGTERM'); // docker stop grinder-redis
-        await sleep(P(60));
+        await sleep(P(75));
         const backAt = nowS();
         const mid = await runDashboard(live().prom, { cluster: c.name, start: faultAt, end: backAt, scrapeSeconds: SCRAPE_S });
         await redis.startProcess();
@@ -219,15 +251,15 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
         // Stay past the longest window a lock failure could still page from: for 5 m after 1 m.
         await sleep(Math.max(0, backAt * 1000 + P(6 * 60 + 20) - Date.now()));
         const end = nowS();
-        await assertAlertTable('Redis down 60 s', c.name, start, end, faultAt, { fires: { GrinderHARedisUnreachable: 55, GrinderHABothStandby: 60 } });
+        await assertAlertTable('Redis down 75 s', c.name, start, end, faultAt, { fires: { GrinderHARedisUnreachable: 60, GrinderHABothStandby: 70 } });
         const resolved = await live().prom.queryRange(`ALERTS{alertstate="firing", grinder_cluster="${c.name}"}`, recovered + P(30) / 1000, end, SCRAPE_S);
         assert.deepEqual((resolved.result as Sample[]).map((x) => x.metric.alertname), [], 'everything resolved within 30 s of the recovery');
         const lastFiring = await live().prom.queryRange(`ALERTS{alertstate="firing", alertname="GrinderHABothStandby", grinder_cluster="${c.name}"}`, faultAt, end, SCRAPE_S);
         const lastT = Math.max(...((lastFiring.result as Sample[])[0]?.values ?? [[0, '0']]).map(([t]) => Number(t)));
-        table.push(`# alert-table | Redis down 60 s | (measured) | Prometheus sees one ACTIVE ${prod((recovered - backAt) * 1000).toFixed(1)} s after Redis is back, BothStandby resolved ${prod((lastT - backAt) * 1000).toFixed(1)} s after`);
+        table.push(`# alert-table | Redis down 75 s | (measured) | Prometheus sees one ACTIVE ${prod((recovered - backAt) * 1000).toFixed(1)} s after Redis is back, BothStandby resolved ${prod((lastT - backAt) * 1000).toFixed(1)} s after`);
         const leaderless = one(panelValues(mid, 'Time without a leader in range'), 'leaderless');
-        assert.ok(leaderless * 1000 >= P(40) && leaderless * 1000 <= P(62), `time without a leader during a 60 s outage: ${prod(leaderless * 1000)} s`);
-        table.push(`# alert-table | Redis down 60 s | (measured) | time without a leader during the outage ${prod(leaderless * 1000).toFixed(1)} s`);
+        assert.ok(leaderless * 1000 >= P(55) && leaderless * 1000 <= P(77), `time without a leader during a 75 s outage: ${prod(leaderless * 1000)} s`);
+        table.push(`# alert-table | Redis down 75 s | (measured) | time without a leader during the outage ${prod(leaderless * 1000).toFixed(1)} s`);
         assert.deepEqual(panelValues(mid, 'ACTIVE replica').map((x) => [x.labels.instance_id, x.value]), [['NOBODY', 0]], 'a red NOBODY tile');
         await dashboard(c.name, start, end);
       });
@@ -286,7 +318,7 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
       const faultAt = nowS();
       await sleep(P(45));
       const end = nowS();
-      await assertAlertTable('split brain', c.name, start, end, faultAt, { fires: { GrinderHASplitBrain: 40 } });
+      await assertAlertTable('split brain', c.name, start, end, faultAt, { fires: { GrinderHASplitBrain: 60 } });
       const d = await dashboard(c.name, start, end);
       assert.deepEqual(panelValues(d, 'ACTIVE replica').map((x) => x.value), [2, 2], 'two tiles, both valued 2 (red)');
       const alert = (await live().prom.alerts()).find((x) => x.labels.alertname === 'GrinderHASplitBrain' && x.labels.grinder_cluster === c.name);

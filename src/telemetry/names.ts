@@ -44,7 +44,6 @@ export const RuntimeMetric = {
  * to the label `grinder_cluster` on every series (after the series' own labels).
  */
 export const CLUSTER_RESOURCE_ATTRIBUTE = 'grinder.cluster';
-export const CLUSTER_LABEL = 'grinder_cluster';
 
 export const Label = {
   role: 'role',

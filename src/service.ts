@@ -78,6 +78,8 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
         log.info({ redis: redactRedisUrl(config.redisUrl) }, 'Redis connection ready');
       }
     });
+    // An operation starts at least every renew interval and ends within a command timeout; one
+    // more command timeout is slack for a late timer on a busy host.
     const answerWithinMs = timing.renewIntervalMs + 2 * timing.commandTimeoutMs;
     const lock = new InstrumentedLeaseLock(redisLock, telemetry.tracer, instruments, config.instanceId, log, () => systemClock.now(), answerWithinMs);
     // Every election line (role changes, lease failures) names the lock key, so the runbook's

@@ -93,7 +93,7 @@ export class InstrumentedLeaseLock implements LeaseLock {
    * Whether lease operations reach Redis: the socket is open, the last operation got an answer
    * (any answer; a timeout or a dead connection is none) and that answer is recent. A socket can
    * stay "ready" for a long time while nothing gets through (a black-holed link); the operations'
-   * outcomes show it within one renew interval plus one command timeout.
+   * outcomes show it within answerWithinMs.
    */
   isConnected(): boolean {
     if (!this.inner.isConnected()) return false;

@@ -19,6 +19,8 @@ export interface Config {
   lockTtlMs: number;
   renewIntervalMs: number;
   lockKey: string;
+  /** The `grinder_cluster` label of every series: replicas that share one lease share it. */
+  cluster: string;
   instanceId: string;
   metricsPort: number;
   httpHost: string;
@@ -166,6 +168,16 @@ function readMinReplicas(env: Env): number | 'auto' {
   return parseIntInRange('GRINDER_REDIS_MIN_REPLICAS', raw, 0, 16, '');
 }
 
+const CLUSTER_RULE = /^[A-Za-z0-9_.:@\/-]{1,128}$/;
+
+/**
+ * The default cluster name is the lock key: replicas that compete for one lease are one cluster.
+ * Characters a cluster name may not contain become `_`, so any valid lock key yields a valid name.
+ */
+export function defaultCluster(lockKey: string): string {
+  return lockKey.replace(/[^A-Za-z0-9_.:@\/-]/g, '_').slice(0, 128);
+}
+
 export function defaultInstanceId(): string {
   const host = hostname().replace(/[^A-Za-z0-9_.-]/g, '-') || 'host';
   return `grinder-${host}-${randomBytes(4).toString('hex')}`;
@@ -222,6 +234,11 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
   const lockKey = readString(env, 'GRINDER_HA_LOCK_KEY', DEFAULTS.lockKey);
   if (/\s/.test(lockKey)) throw new ConfigError('GRINDER_HA_LOCK_KEY', lockKey, 'must not contain white space');
 
+  const cluster = readString(env, 'GRINDER_CLUSTER', defaultCluster(lockKey));
+  if (!CLUSTER_RULE.test(cluster)) {
+    throw new ConfigError('GRINDER_CLUSTER', cluster, 'must be 1 to 128 characters of letters, digits and _ . : @ / -');
+  }
+
   const instanceId = readString(env, 'GRINDER_INSTANCE_ID', defaultInstanceId());
   if (!/^[A-Za-z0-9_.:@-]{1,128}$/.test(instanceId)) {
     throw new ConfigError('GRINDER_INSTANCE_ID', instanceId, 'must be 1 to 128 characters of letters, digits and _ . : @ -');
@@ -264,6 +281,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
     lockTtlMs,
     renewIntervalMs,
     lockKey,
+    cluster,
     instanceId,
     metricsPort,
     httpHost,

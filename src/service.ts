@@ -9,7 +9,7 @@ import { RedisLeaseLock } from './ha/redis-lock';
 import type { HaStatusSource, Role } from './ha/role';
 import { SoloLeader } from './ha/solo';
 import { leaseTiming } from './ha/timing';
-import { createHttpApp } from './http/app';
+import { createHttpApp, isReady } from './http/app';
 import { createLogger } from './log';
 import { InstrumentedLeaseLock } from './telemetry/instrumented-lock';
 import { FencedStream } from './live/fence';
@@ -37,7 +37,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   const startedAt = systemClock.now();
   const uptimeSeconds = (): number => (systemClock.now() - startedAt) / 1000;
   const log = createLogger(config.logLevel, config.instanceId);
-  const telemetry = startTelemetry({ instanceId: config.instanceId, version: VERSION, env: opts.env });
+  const telemetry = startTelemetry({ instanceId: config.instanceId, cluster: config.cluster, version: VERSION, env: opts.env });
   const instruments = createInstruments(telemetry.meter, {
     lockTtlMs: config.haEnabled ? config.lockTtlMs : null,
     live: config.haEnabled && config.live.enabled,
@@ -96,13 +96,19 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
         log.info({ redis: redactRedisUrl(config.redisUrl) }, 'Redis connection ready');
       }
     });
-    const lock = new InstrumentedLeaseLock(redisLock, telemetry.tracer, instruments, config.instanceId, log, () => systemClock.now());
+    // An operation starts at least every renew interval and ends within a command timeout; one
+    // more command timeout is slack for a late timer on a busy host.
+    const answerWithinMs = timing.renewIntervalMs + 2 * timing.commandTimeoutMs;
+    const lock = new InstrumentedLeaseLock(redisLock, telemetry.tracer, instruments, config.instanceId, log, () => systemClock.now(), answerWithinMs);
+    // Every election line (role changes, lease failures) names the lock key, so the runbook's
+    // `docker logs … | grep -i lock` shows them all.
+    const electionLog = log.child({ lock_key: config.lockKey });
     ha = new LeaderElector({
       instanceId: config.instanceId,
       timing,
       lock,
       clock: systemClock,
-      log,
+      log: electionLog,
       onTransition,
       onBarrier: (reason) => instruments.barrier(reason),
     });
@@ -126,6 +132,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     lockTtlMs: config.haEnabled ? config.lockTtlMs : null,
     renewIntervalMs: config.haEnabled ? config.renewIntervalMs : null,
     uptimeSeconds,
+    ready: () => isReady(ha),
     ...(plugin?.stats ? { live: plugin.stats } : {}),
     ...(leaseLock ? { masterChanges: () => leaseLock.facts().masterChanges } : {}),
   });

@@ -1,6 +1,6 @@
 import Koa from 'koa';
 import Router from '@koa/router';
-import type { HaStatusSource } from '../ha/role';
+import type { HaStatusSource, Role } from '../ha/role';
 
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 const JSON_TYPE = 'application/json; charset=utf-8';
@@ -29,13 +29,20 @@ const READY_BODIES = {
   unknown: '{"ready": false, "role": "unknown"}',
 } as const;
 
+/** What /readyz answers 200 for; grinder_readyz_ready reports the same. */
+export function isReady(ha: HaStatusSource): boolean {
+  return readyFor(ha.currentRole());
+}
+
+const readyFor = (role: Role): boolean => role === 'active';
+
 export function createHttpApp(deps: HttpDeps): Koa {
   const app = new Koa();
   const router = new Router();
 
   router.get('/readyz', (ctx) => {
     const role = deps.ha.currentRole();
-    ctx.status = role === 'active' ? 200 : 503;
+    ctx.status = readyFor(role) ? 200 : 503;
     ctx.type = JSON_TYPE;
     ctx.body = READY_BODIES[role];
     ctx.set('Cache-Control', 'no-store');

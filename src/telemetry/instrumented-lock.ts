@@ -16,11 +16,19 @@ import { Attr, Span as SpanName, type LockFailureReason, type LockOperation } fr
 
 /**
  * Wraps a LeaseLock so every lease operation is a span, a failure count and (for renewals) a
- * latency sample, without the elector knowing telemetry exists.
+ * latency sample, without the elector knowing telemetry exists. It also judges whether Redis is
+ * reachable from what the operations got back (see isConnected).
  */
 export class InstrumentedLeaseLock implements LeaseLock {
   readonly lockKey: string;
+  /** When the last lease operation ended, and whether Redis answered it. */
+  private lastOutcome: { at: number; answered: boolean } | null = null;
 
+  /**
+   * @param answerWithinMs how old the last answer from Redis may be for Redis to count as
+   *   reachable: the elector calls at least once per renew interval, and a call takes at most one
+   *   command timeout, so a longer silence means calls are not getting through.
+   */
   constructor(
     private readonly inner: LeaseLock,
     private readonly tracer: Tracer,
@@ -28,6 +36,7 @@ export class InstrumentedLeaseLock implements LeaseLock {
     private readonly instanceId: string,
     private readonly log: Logger,
     private readonly now: () => number,
+    private readonly answerWithinMs: number,
   ) {
     this.lockKey = inner.lockKey;
   }
@@ -83,8 +92,17 @@ export class InstrumentedLeaseLock implements LeaseLock {
     });
   }
 
+  /**
+   * Whether lease operations reach Redis: the socket is open, the last operation got an answer
+   * (any answer; a timeout or a dead connection is none) and that answer is recent. A socket can
+   * stay "ready" for a long time while nothing gets through (a black-holed link); the operations'
+   * outcomes show it within answerWithinMs.
+   */
   isConnected(): boolean {
-    return this.inner.isConnected();
+    if (!this.inner.isConnected()) return false;
+    const last = this.lastOutcome;
+    if (last === null) return true; // nothing tried yet: the socket is all there is to go by
+    return last.answered && this.now() - last.at <= this.answerWithinMs;
   }
 
   facts(): StoreFacts {
@@ -114,9 +132,13 @@ export class InstrumentedLeaseLock implements LeaseLock {
       { attributes: { [Attr.instanceId]: this.instanceId, [Attr.lockKey]: this.lockKey, ...(token === undefined ? {} : { [Attr.fencingToken]: token }) } },
       async (span) => {
         try {
-          return await run(span);
+          const r = await run(span);
+          this.lastOutcome = { at: this.now(), answered: true };
+          return r;
         } catch (err) {
           const reason = err instanceof LockUnavailableError ? err.reason : 'script_error';
+          // An error reply (a rejected script) is still an answer from Redis.
+          this.lastOutcome = { at: this.now(), answered: reason !== 'timeout' && reason !== 'connection' };
           span.setAttribute(Attr.result, 'error');
           this.failed(span, operation, reason, err instanceof Error ? err.message : String(err), err);
           throw err;

@@ -1,6 +1,8 @@
-import type { Attributes, Counter, Histogram, Meter } from '@opentelemetry/api';
+import type { Attributes, Counter, Histogram, Meter, MeterProvider } from '@opentelemetry/api';
+import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
 import { ROLES, type HaStatusSource, type Role } from '../ha/role';
 import type { BarrierReason } from '../ha/lock';
+import { leaseTiming } from '../ha/timing';
 import { BARRIER_REASONS, Label, LIVE_WRITE_RESULTS, LOCK_FAILURE_REASONS, Metric, type LiveWriteResult, type LockFailureReason, type LockOperation } from './names';
 
 /** What the live (leader) work reports, read at collection time. */
@@ -17,6 +19,8 @@ export interface MetricSources {
   renewIntervalMs: number | null;
   /** Monotonic seconds since start. */
   uptimeSeconds(): number;
+  /** Whether /readyz answers 200 right now. */
+  ready(): boolean;
   live?: LiveStatsSource;
   /** Master changes seen by the lease's Redis client (HA only). */
   masterChanges?: () => number;
@@ -41,12 +45,41 @@ const TRANSITIONS: readonly [Role, Role][] = [
   ['active', 'standby'],
 ];
 
-/** Histogram bounds from 1 ms up to the TTL, roughly 1-2.5-5 per decade, so p99 near the TTL is visible. */
+/** The Renard R20 series: 20 steps per decade, each about 12% above the one before. */
+const R20 = [1, 1.12, 1.25, 1.4, 1.6, 1.8, 2, 2.24, 2.5, 2.8, 3.15, 3.55, 4, 4.5, 5, 5.6, 6.3, 7.1, 8, 9];
+
+/**
+ * Histogram bounds for renewal round trips. histogram_quantile() interpolates inside a bucket, so
+ * a quantile can read up to one bucket width too high: from 10 ms up to the Redis command timeout
+ * (where a renewal is cut off) the bounds are R20 steps, so p99 of a steady round trip reads at
+ * most ~14% high. Below 10 ms (a healthy Redis) three coarse buckets do; above the timeout only
+ * the timeout itself and the TTL, since no renewal waits longer.
+ */
 export function renewLatencyBuckets(ttlMs: number): number[] {
-  const ttl = ttlMs / 1000;
-  const steps = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500];
-  const below = steps.filter((s) => s < ttl);
-  return [...below, ttl];
+  // Only the command timeout is read, and it depends on the TTL alone.
+  const timeout = leaseTiming(ttlMs, 0).commandTimeoutMs / 1000;
+  const bounds = [0.001, 0.0025, 0.005];
+  for (let decade = 0.01; decade <= timeout; decade *= 10) {
+    for (const m of R20) {
+      const b = Number((m * decade).toPrecision(3));
+      if (b < timeout) bounds.push(b);
+    }
+  }
+  bounds.push(timeout);
+  if (ttlMs / 1000 > timeout) bounds.push(ttlMs / 1000);
+  return bounds;
+}
+
+/**
+ * Event-loop delay, GC and heap through OpenTelemetry's runtime instrumentation, on our own
+ * MeterProvider (not the global one): event-loop stalls delay renewals, so they are the early
+ * warning of a lease about to be lost.
+ */
+export function startRuntimeMetrics(provider: MeterProvider): { stop(): void } {
+  const runtime = new RuntimeNodeInstrumentation({ enabled: false });
+  runtime.setMeterProvider(provider);
+  runtime.enable();
+  return { stop: () => runtime.disable() };
 }
 
 /**
@@ -61,7 +94,7 @@ export function observeState(meter: Meter, src: MetricSources): void {
   const remaining = meter.createObservableGauge(Metric.haLeaseRemaining, { description: 'Seconds until this replica must stop calling itself ACTIVE unless it renews; 0 when not ACTIVE.' });
   const ttl = meter.createObservableGauge(Metric.haLockTtl, { description: 'Configured lease TTL in seconds.' });
   const renewInterval = meter.createObservableGauge(Metric.haRenewInterval, { description: 'Configured lease renew interval in seconds.' });
-  const redisUp = meter.createObservableGauge(Metric.haRedisUp, { description: '1 while the connection to the lease Redis is ready, else 0.' });
+  const redisUp = meter.createObservableGauge(Metric.haRedisUp, { description: '1 while lease operations reach Redis (the last one got an answer, recently enough), else 0.' });
   const up = meter.createObservableGauge(Metric.up, { description: '1 while the process is serving.' });
   const uptime = meter.createObservableGauge(Metric.uptime, { description: 'Seconds since this process started.' });
   const buildInfo = meter.createObservableGauge(Metric.buildInfo, { description: 'Always 1; labels carry the version and instance id.' });
@@ -75,6 +108,7 @@ export function observeState(meter: Meter, src: MetricSources): void {
   const durable = meter.createObservableGauge(Metric.haRedisDurable, {
     description: '1 when Redis keeps every acknowledged write across a restart (appendonly yes, appendfsync always), 0 when it may not or it is unknown.',
   });
+  const ready = meter.createObservableGauge(Metric.readyzReady, { description: '1 while /readyz answers 200 (this replica is ACTIVE), else 0.' });
 
   meter.addBatchObservableCallback(
     (obs) => {
@@ -87,6 +121,7 @@ export function observeState(meter: Meter, src: MetricSources): void {
       if (src.lockTtlMs !== null) obs.observe(ttl, src.lockTtlMs / 1000);
       if (src.renewIntervalMs !== null) obs.observe(renewInterval, src.renewIntervalMs / 1000);
       if (snap.redisConnected !== null) obs.observe(redisUp, snap.redisConnected ? 1 : 0);
+      obs.observe(ready, src.ready() ? 1 : 0);
       obs.observe(up, 1);
       obs.observe(uptime, src.uptimeSeconds());
       obs.observe(buildInfo, 1, { [Label.version]: src.version, [Label.instanceId]: src.instanceId });
@@ -98,7 +133,7 @@ export function observeState(meter: Meter, src: MetricSources): void {
         obs.observe(masterChanges, src.masterChanges?.() ?? 0);
       }
     },
-    [role, isLeader, enabled, token, remaining, ttl, renewInterval, redisUp, up, uptime, buildInfo, liveAge, policy, durable, masterChanges],
+    [role, isLeader, enabled, token, remaining, ttl, renewInterval, redisUp, up, uptime, buildInfo, liveAge, ready, policy, durable, masterChanges],
   );
 }
 
@@ -121,6 +156,10 @@ export function createInstruments(meter: Meter, opts: { lockTtlMs: number | null
   const rollbacks: Counter = meter.createCounter(Metric.haRedisRollbacks, { description: 'Times this replica found Redis behind a token it had already seen (data rolled back) and wrote a barrier.' });
 
   if (opts.lockTtlMs !== null) {
+    // The SDK exports a histogram point only once something was recorded for it; NaN creates the
+    // point but is not counted (the SDK drops NaN from count, sum and buckets), so the histogram
+    // is exported with count 0 from the first scrape, on a standby that never renews too.
+    latency.record(Number.NaN);
     for (const operation of OPERATIONS) {
       for (const reason of LOCK_FAILURE_REASONS) failures.add(0, { [Label.operation]: operation, [Label.reason]: reason });
     }

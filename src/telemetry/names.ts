@@ -29,7 +29,27 @@ export const Metric = {
   haBarriers: 'grinder_ha_barriers_total',
   haRedisMasterChanges: 'grinder_ha_redis_master_changes_total',
   haReplicaAcks: 'grinder_ha_replica_acks_total',
+  readyzReady: 'grinder_readyz_ready',
 } as const;
+
+/**
+ * What @opentelemetry/instrumentation-runtime-node exports, as Prometheus spells it (dots become
+ * underscores; the exporter adds no unit suffix). Listed here because the dashboard reads them.
+ */
+export const RuntimeMetric = {
+  eventLoopDelayP99: 'nodejs_eventloop_delay_p99',
+  eventLoopDelayMax: 'nodejs_eventloop_delay_max',
+  eventLoopUtilization: 'nodejs_eventloop_utilization',
+  gcDuration: 'v8js_gc_duration',
+  heapUsed: 'v8js_memory_heap_used',
+  heapSpaceSize: 'v8js_memory_heap_space_size',
+} as const;
+
+/**
+ * The resource attribute that names this replica's cluster. The Prometheus serializer promotes it
+ * to the label `grinder_cluster` on every series (after the series' own labels).
+ */
+export const CLUSTER_RESOURCE_ATTRIBUTE = 'grinder.cluster';
 
 export const Label = {
   role: 'role',

@@ -5,7 +5,8 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { BatchSpanProcessor, NoopSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { METER_NAME, TRACER_NAME } from './names';
+import { startRuntimeMetrics } from './metrics';
+import { CLUSTER_RESOURCE_ATTRIBUTE, METER_NAME, TRACER_NAME } from './names';
 
 export interface Telemetry {
   meter: Meter;
@@ -31,16 +32,22 @@ export function otlpTracesConfigured(env: Env): boolean {
  * through the NodeSDK, which honours the standard OTEL_* variables; without an OTLP endpoint spans
  * are still created (their ids land in the logs) but exported nowhere.
  */
-export function startTelemetry(opts: { instanceId: string; version: string; env: Env }): Telemetry {
+export function startTelemetry(opts: { instanceId: string; cluster: string; version: string; env: Env }): Telemetry {
   const resource = resourceFromAttributes({
     'service.name': 'grinder',
     'service.version': opts.version,
     'service.instance.id': opts.instanceId,
+    [CLUSTER_RESOURCE_ATTRIBUTE]: opts.cluster,
   });
 
   const prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true, withoutTargetInfo: true });
-  const serializer = new PrometheusSerializer(undefined, false, undefined, true, true);
+  // The cluster is a resource attribute promoted to a label, so every series carries it (runtime
+  // metrics too) without each instrument repeating it; the serializer appends it last, after the
+  // series' own labels, which keeps lines like grinder_ha_role{role="active",… greppable.
+  const clusterOnly = new RegExp(`^${CLUSTER_RESOURCE_ATTRIBUTE.replace(/\./g, '\\.')}$`);
+  const serializer = new PrometheusSerializer(undefined, false, clusterOnly, true, true);
   const meterProvider = new MeterProvider({ resource, readers: [prometheus] });
+  const runtime = startRuntimeMetrics(meterProvider);
 
   const tracesExported = otlpTracesConfigured(opts.env);
   const spanProcessors: SpanProcessor[] = tracesExported
@@ -66,6 +73,7 @@ export function startTelemetry(opts: { instanceId: string; version: string; env:
       return serializer.serialize(resourceMetrics);
     },
     async shutdown() {
+      runtime.stop();
       await Promise.allSettled([sdk.shutdown(), meterProvider.shutdown()]);
       metrics.disable();
       trace.disable();

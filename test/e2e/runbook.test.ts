@@ -70,9 +70,13 @@ async function roleMetricLine(r: Replica): Promise<string[]> {
   return m.body.split('\n').filter((l) => l.startsWith('grinder_ha_role{'));
 }
 
+// The runbook's expected lines: the role label first, then the cluster (the lock key by default).
+const ACTIVE_LINE = 'grinder_ha_role{role="active",grinder_cluster="grinder:leader:lock"} 1';
+const STANDBY_LINE = 'grinder_ha_role{role="standby",grinder_cluster="grinder:leader:lock"} 1';
+
 async function assertRoleMetrics(active: Replica, standby: Replica): Promise<void> {
-  assert.ok((await roleMetricLine(active)).includes('grinder_ha_role{role="active"} 1'), 'the active replica reports grinder_ha_role{role="active"} 1');
-  assert.ok((await roleMetricLine(standby)).includes('grinder_ha_role{role="standby"} 1'), 'the standby replica reports grinder_ha_role{role="standby"} 1');
+  assert.ok((await roleMetricLine(active)).includes(ACTIVE_LINE), `the active replica reports ${ACTIVE_LINE}`);
+  assert.ok((await roleMetricLine(standby)).includes(STANDBY_LINE), `the standby replica reports ${STANDBY_LINE}`);
 }
 
 /** Waits for exactly one ACTIVE replica among those alive and returns its index. */
@@ -179,10 +183,10 @@ describe('runbook: HA operations, re-enacted with processes', () => {
     }
     for (const r of replicas) {
       const lines = await roleMetricLine(r);
-      assert.ok(lines.includes('grinder_ha_role{role="standby"} 1'));
+      assert.ok(lines.includes(STANDBY_LINE));
       const m = (await r.get('/metrics')).body;
-      assert.match(m, /^grinder_ha_redis_up 0$/m);
-      assert.match(m, /^grinder_ha_lock_failures_total\{operation="(acquire|renew)",reason="connection"\} [1-9]/m);
+      assert.match(m, /^grinder_ha_redis_up\{grinder_cluster="grinder:leader:lock"\} 0$/m);
+      assert.match(m, /^grinder_ha_lock_failures_total\{operation="(acquire|renew)",reason="connection",grinder_cluster="grinder:leader:lock"\} [1-9]/m);
     }
   });
 
@@ -195,6 +199,18 @@ describe('runbook: HA operations, re-enacted with processes', () => {
     const status = JSON.parse((await rep(activeIdx).get('/status')).body) as { fencing_token: number; redis_connected: boolean; holder: string };
     assert.equal(status.redis_connected, true);
     assert.equal(status.holder, ids[activeIdx]);
+  });
+
+  it('`docker logs … | grep -i lock` shows every role change (they name the lock key)', () => {
+    let roleChanges = 0;
+    for (const r of replicas) {
+      for (const line of r.logsWith('role changed')) {
+        roleChanges++;
+        assert.match(JSON.stringify(line), /lock/i, 'a role-change line grep -i lock would miss');
+        assert.equal(line.lock_key, 'grinder:leader:lock');
+      }
+    }
+    assert.ok(roleChanges >= 4, `role changes seen: ${roleChanges}`);
   });
 
   it('never two 200s at once, through all of the above', async () => {

@@ -49,8 +49,9 @@ describe('the service as containers run it (node dist/main.js)', () => {
     assert.equal(status.ha_enabled, false);
     assert.equal(status.role, 'active');
     const metrics = (await r.get('/metrics')).body;
-    assert.match(metrics, /^grinder_ha_enabled 0$/m);
-    assert.match(metrics, /^grinder_ha_role\{role="active"\} 1$/m);
+    assert.match(metrics, /^grinder_ha_enabled\{grinder_cluster="grinder:leader:lock"\} 0$/m);
+    assert.match(metrics, /^grinder_ha_role\{role="active",grinder_cluster="grinder:leader:lock"\} 1$/m);
+    assert.match(metrics, /^grinder_readyz_ready\{grinder_cluster="grinder:leader:lock"\} 1$/m);
     const t0 = Date.now();
     assert.equal(await r.stop('SIGTERM'), 0);
     assert.ok(Date.now() - t0 < 3_000, 'stops within a few seconds');
@@ -63,7 +64,7 @@ describe('the service as containers run it (node dist/main.js)', () => {
     await becomes(good, 'active');
     const bad = await replica(haEnv(`redis://:wrong-${secret}@127.0.0.1:${server.port}/0`, 'auth-bad'));
     await waitFor('the bad replica to count a lock failure', async () =>
-      /grinder_ha_lock_failures_total\{operation="acquire",reason="connection"\} [1-9]/.test((await bad.get('/metrics')).body) ? true : undefined,
+      /grinder_ha_lock_failures_total\{operation="acquire",reason="connection",grinder_cluster="[^"]+"\} [1-9]/.test((await bad.get('/metrics')).body) ? true : undefined,
     );
     for (const r of [good, bad]) {
       const seen = [JSON.stringify(r.logs), r.stderr.join(''), (await r.get('/status')).body, (await r.get('/metrics')).body].join('\n');
@@ -76,7 +77,7 @@ describe('the service as containers run it (node dist/main.js)', () => {
     const port = await freePort();
     const r = await replica(haEnv(`redis://127.0.0.1:${port}/0`, 'early'));
     await waitFor('an acquire attempt that found no Redis', async () =>
-      /grinder_ha_lock_failures_total\{operation="acquire",reason="connection"\} [1-9]/.test((await r.get('/metrics')).body) ? true : undefined,
+      /grinder_ha_lock_failures_total\{operation="acquire",reason="connection",grinder_cluster="[^"]+"\} [1-9]/.test((await r.get('/metrics')).body) ? true : undefined,
     );
     assert.equal(await r.readyRole(), 'standby');
     assert.equal(JSON.parse((await r.get('/status')).body).redis_connected, false);

@@ -2,19 +2,17 @@
 //  1. the JSON type-checks against @grafana/schema (the Dashboard type, and each panel's options
 //     against its panel plugin's Options type), compiled by tsc with no `any`;
 //  2. every datasource reference (panels, targets, variables, trace links) names a provisioned uid;
-//  3. every panel query and the variable query run against a real Prometheus that scraped two
-//     real replicas and a real Redis through a Redis outage and recovery, and every one returns data.
-import { after, before, describe, test } from 'node:test';
+//  3. links come from the configurable constants, every panel honours the cluster variable;
+//  4. (in scenarios.test.ts) every panel, variable and annotation query runs against a real
+//     Prometheus that scraped real replicas through each failure scenario, and returns data.
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ts from 'typescript';
 import { parse } from 'yaml';
-import { REPO_ROOT, MAIN_JS } from '../support/replica';
-import { freePort } from '../support/ports';
-import { sleep, waitFor } from '../support/wait';
-import type { Sample } from '../support/prometheus';
-import { LiveStack } from './live-stack';
+import { headingAnchors } from '../support/markdown';
+import { REPO_ROOT } from '../support/replica';
 
 const DASHBOARD_PATH = join(REPO_ROOT, 'grafana', 'dashboards', 'grinder-overview.json');
 const DATASOURCES_PATH = join(REPO_ROOT, 'grafana', 'provisioning', 'datasources', 'datasources.yml');
@@ -47,7 +45,7 @@ interface DashboardJson {
   title: string;
   panels: PanelJson[];
   links?: { url?: string }[];
-  templating: { list: { name: string; allValue?: string; query: { query: string } | string }[] };
+  templating: { list: { name: string; type: string; allValue?: string; query: { query: string } | string }[] };
 }
 
 const raw = readFileSync(DASHBOARD_PATH, 'utf8');
@@ -70,13 +68,17 @@ const PANEL_TYPES: Record<string, { module: string; fieldConfig: boolean }> = {
  */
 function typeCheckSource(dash: DashboardJson, text: string): string {
   const lines = [
-    "import type { Dashboard } from '@grafana/schema';",
+    "import type { AnnotationQuery, Dashboard, DataQuery } from '@grafana/schema';",
     ...Object.entries(PANEL_TYPES).map(
       ([type, p], i) =>
         `import type * as P${i} from '@grafana/schema/dist/esm/raw/composable/${p.module}'; // ${type}`,
     ),
     'type Json<T> = T extends string ? `${T}` : T extends number | boolean | null | undefined ? T : T extends readonly (infer U)[] ? Json<U>[] : T extends object ? { [K in keyof T]: Json<T[K]> } : T;',
-    `export const dashboard = (${text}) satisfies Json<Dashboard>;`,
+    // @grafana/schema has no type for a Prometheus annotation query: Grafana reads expr and
+    // interval from its target, the title/text/tag formats from the annotation itself.
+    'type PromAnnotation = Omit<AnnotationQuery, "target"> & { target: DataQuery & { expr: string; interval?: string }; titleFormat: string; textFormat?: string; tagKeys?: string; useValueForTime?: boolean };',
+    'type Checked = Omit<Dashboard, "annotations"> & { annotations: { list: PromAnnotation[] } };',
+    `export const dashboard = (${text}) satisfies Json<Checked>;`,
   ];
   const kinds = Object.keys(PANEL_TYPES);
   for (const p of dash.panels) {
@@ -228,92 +230,39 @@ test('the dashboard provider loads grafana/dashboards from where compose mounts 
   );
 });
 
-// ---------------------------------------------------------------------------------------------
-// Every query against a real Prometheus that scraped a real HA pair.
+// Every panel, variable and annotation query runs against a real Prometheus that scraped real
+// replicas through every failure scenario in test/obs/scenarios.test.ts (dashboard-queries.ts).
 
-describe('against a real Prometheus that scraped two real replicas and Redis', () => {
-  let stack: LiveStack | undefined;
-  let windowStart = 0;
-
-  before(async () => {
-    readFileSync(MAIN_JS); // fails early with ENOENT when `npm run build` has not run
-    const ports = [await freePort(), await freePort()];
-    stack = await LiveStack.start({ persistent: false, ports });
-    windowStart = Date.now() / 1000;
-    await stack.waitForSteadyState();
-    // Let renewals, live writes and rate windows accumulate before disturbing anything.
-    await sleep(4_000);
-    // A Redis outage: both replicas STANDBY, lock failures, Redis unreachable, alerts firing.
-    const s = stack;
-    await s.redis.stop('SIGTERM');
-    await waitFor('GrinderHABothStandby to fire', async () => ((await s.firing('GrinderHABothStandby')) ? true : undefined), 30_000, 250);
-    // Redis back (empty: one lease TTL of lock delay), a leader again, and some steady data after.
-    await s.redis.startProcess();
-    await s.waitForSteadyState();
-    await sleep(5_000);
-  });
-
-  after(async () => {
-    await stack?.stop();
-  });
-
-  /** The dashboard's variables and Grafana's built-ins, as Grafana would substitute them here. */
-  function substitute(expr: string, rangeSeconds: number): string {
-    const values: Record<string, string> = {
-      __rate_interval: '4s', // max($__interval + scrape, 4 × scrape) with the test's 1 s scrape
-      __interval: '1s',
-      __range: `${rangeSeconds}s`,
-    };
-    for (const v of dashboard.templating.list) values[v.name] = v.allValue ?? '.*'; // "All" selected
-    const out = expr.replace(/\$\{(\w+)\}|\$(\w+)/g, (m, a: string | undefined, b: string | undefined) => {
-      const name = a ?? b ?? '';
-      const val = values[name];
-      assert.ok(val !== undefined, `unknown variable ${m} in ${expr}`);
-      return val;
-    });
-    return out;
+test('the links are built from the configurable constants, which match prometheus.yml and compose', () => {
+  const constants = new Map(dashboard.templating.list.filter((v) => v.type === 'constant').map((v) => [v.name, String(v.query)]));
+  const prom = parse(readFileSync(join(REPO_ROOT, 'prometheus', 'prometheus.yml'), 'utf8')) as { global: { external_labels: Record<string, string> } };
+  assert.equal(constants.get('runbook_url'), prom.global.external_labels.grinder_runbook_url, 'the dashboard and the alerts link the same runbook');
+  const compose = readFileSync(join(REPO_ROOT, 'docker-compose.obs.yml'), 'utf8');
+  const external = /--web\.external-url=\$\{PROMETHEUS_EXTERNAL_URL:-([^}]+)\}/.exec(compose)?.[1];
+  assert.equal(constants.get('prometheus_url'), external, 'prometheus_url is the default --web.external-url of compose');
+  const urls: string[] = [];
+  const collect = (v: Json): void => {
+    if (Array.isArray(v)) v.forEach(collect);
+    else if (v !== null && typeof v === 'object') for (const [k, x] of Object.entries(v)) (k === 'url' && typeof x === 'string' ? urls.push(x) : collect(x));
+  };
+  collect(JSON.parse(raw) as Json);
+  for (const u of urls) {
+    assert.ok(u.startsWith('/explore?') || u.startsWith('${runbook_url}') || u.startsWith('${prometheus_url}'), `link not built from a constant: ${u}`);
   }
+  assert.ok(!raw.includes('localhost:9092/'), 'no hard-coded Prometheus address in a link');
+  // Every runbook anchor a panel links to exists.
+  const anchors = headingAnchors(readFileSync(join(REPO_ROOT, 'docs', 'runbooks', 'ha-operations.md'), 'utf8'));
+  for (const u of urls.filter((x) => x.startsWith('${runbook_url}#'))) assert.ok(anchors.has(u.split('#')[1] ?? ''), `runbook has no #${u.split('#')[1]}`);
+});
 
-  test('every panel query parses and returns data from a Prometheus that scraped the real replicas', async () => {
-    assert.ok(stack);
-    const prom = stack.prom;
-    const now = Date.now() / 1000;
-    const range = Math.ceil(now - windowStart);
-    const failures: string[] = [];
-    let checked = 0;
-    for (const p of dashboard.panels) {
-      for (const t of p.targets ?? []) {
-        const expr = substitute(t.expr, range);
-        const label = `"${p.title}" ${t.refId}: ${expr}`;
-        try {
-          const r = t.instant ? await prom.query(expr, now) : await prom.queryRange(expr, windowStart, now, 1);
-          const series = r.result as Sample[];
-          const points = series.reduce((n, s) => n + (s.values?.length ?? (s.value ? 1 : 0)), 0);
-          if (points === 0) failures.push(`${label}\n    returned no data`);
-        } catch (err) {
-          failures.push(`${label}\n    ${(err as Error).message}`);
-        }
-        checked++;
-      }
+test('a cluster variable filters every panel query; role changes are annotated', () => {
+  const cluster = dashboard.templating.list.find((v) => v.name === 'cluster');
+  assert.ok(cluster, 'no cluster variable');
+  for (const p of dashboard.panels) {
+    for (const t of p.targets ?? []) {
+      if (/grinder[_:]/.test(t.expr)) assert.match(t.expr, /\$cluster/, `"${p.title}" ${t.refId} ignores the cluster variable`);
     }
-    assert.deepEqual(failures, [], `${failures.length} of ${checked} queries failed:\n${failures.join('\n')}`);
-    assert.ok(checked >= dashboard.panels.filter((p) => p.type !== 'row').length, 'fewer queries than panels');
-  });
-
-  test('the replica variable query lists both replicas', async () => {
-    assert.ok(stack);
-    const v = dashboard.templating.list.find((x) => x.name === 'instance');
-    assert.ok(v);
-    const q = typeof v.query === 'string' ? v.query : v.query.query;
-    const m = /^label_values\((.+),\s*(\w+)\)$/.exec(q);
-    assert.ok(m, `unexpected variable query ${q}`);
-    const selector = m[1] as string;
-    const label = m[2] as string;
-    const res = await fetch(
-      `${stack.prom.url}/api/v1/label/${label}/values?${new URLSearchParams({ 'match[]': selector, start: String(windowStart) })}`,
-    );
-    const body = (await res.json()) as { status: string; data: string[] };
-    assert.equal(body.status, 'success');
-    assert.equal(body.data.length, 2, `instances: ${body.data.join(', ')}`);
-  });
+  }
+  const annotations = (JSON.parse(raw) as { annotations: { list: { name: string; target?: { expr?: string } }[] } }).annotations.list;
+  assert.ok(annotations.some((a) => /grinder_ha_is_leader/.test(a.target?.expr ?? '') && /\$cluster/.test(a.target?.expr ?? '')), 'no role-change annotation');
 });

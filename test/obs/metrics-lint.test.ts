@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { RedisServer } from '../support/redis';
 import { MAIN_JS, REPO_ROOT, Replica } from '../support/replica';
 import { waitFor } from '../support/wait';
+import { RuntimeMetric } from '../../src/telemetry/names';
 
 let redis: RedisServer | undefined;
 const replicas: Replica[] = [];
@@ -81,8 +82,10 @@ test('every grinder metric the rules and the dashboard read is exported', async 
   for (const f of sources) {
     for (const m of readFileSync(f, 'utf8').matchAll(/(?<![\w:])grinder_[a-z_]+/g)) used.add(m[0]);
   }
-  // Dashboard text mentions the instance ids (grinder_live_1/2); those are label values.
-  for (const id of ['grinder_live_']) used.delete(id);
+  // Dashboard text mentions the instance ids (grinder_live_1/2), label values; grinder_cluster is
+  // a label and the grinder_*_url names are Prometheus' external labels. The metrics other
+  // branches add are checked once they exist (test/obs/dashboard-queries.ts).
+  for (const id of ['grinder_live_', 'grinder_cluster', 'grinder_runbook_url', 'grinder_grafana_url']) used.delete(id);
   assert.ok(used.size >= 10, `only found ${[...used].join(', ')}`);
 
   const exported = new Set<string>();
@@ -92,9 +95,16 @@ test('every grinder metric the rules and the dashboard read is exported', async 
       if (name && !line.startsWith('#')) exported.add(name);
     }
   }
+  // The runtime metrics the dashboard reads, from the OpenTelemetry runtime instrumentation.
+  for (const name of Object.values(RuntimeMetric)) used.add(name);
   // A histogram is named by its family in prose and by _bucket/_sum/_count in queries.
   const missing = [...used].filter((n) => !exported.has(n) && !exported.has(`${n}_bucket`));
   assert.deepEqual(missing, [], `used by rules/dashboard but not exported: ${missing.join(', ')}`);
+  // Every contract metric from the first scrape of every HA replica: the renew latency histogram
+  // too, on the standby that never renewed (count 0).
+  for (const r of replicas) {
+    assert.match((await r.get('/metrics')).body, /^grinder_ha_renew_latency_seconds_count\{grinder_cluster="[^"]+"\} \d+$/m);
+  }
   // No OTel scope labels leak into the series the dashboard groups by.
   for (const r of replicas) assert.doesNotMatch((await r.get('/metrics')).body, /otel_scope_/);
 });

@@ -86,10 +86,14 @@ test('promtool test rules: firing and not-firing cases for every alert', () => {
   for (const rule of alertRules()) {
     const mine = cases.filter((c) => c.alertname === rule.alert);
     assert.ok(mine.some((c) => (c.exp_alerts ?? []).length > 0), `${rule.alert}: no firing case`);
+    // The heartbeat fires always by design; a "silent" case for it could not exist.
+    if (rule.alert === WATCHDOG) continue;
     assert.ok(mine.some((c) => (c.exp_alerts ?? []).length === 0), `${rule.alert}: no not-firing case`);
   }
   const names = tests.flatMap((f) => (parse(readFileSync(f, 'utf8')) as { tests: { name: string }[] }).tests.map((t) => t.name));
-  assert.ok(names.includes('a normal failover does not page'), 'the "a normal failover does not page" case is missing');
+  for (const must of ['a crash failover pages nobody', 'a 6 s Redis restart pages nobody', 'steady state pages nobody']) {
+    assert.ok(names.includes(must), `the "${must}" case is missing`);
+  }
 });
 
 test('amtool check-config: alertmanager.yml', () => {
@@ -98,38 +102,78 @@ test('amtool check-config: alertmanager.yml', () => {
   assert.match(r.out, /SUCCESS/);
 });
 
-test('the six HA alerts exist, each with severity, summary, description, runbook_url and dashboard uid', () => {
+const WATCHDOG = 'GrinderWatchdog';
+
+const ALERTS = [
+  'GrinderHABothStandby',
+  'GrinderHAFencedWritesRejected',
+  'GrinderHAFlapping',
+  'GrinderHALeaderIdle',
+  'GrinderHALeaderNotRenewing',
+  'GrinderHALiveWritesFailing',
+  'GrinderHALockFailuresRising',
+  'GrinderHANoHealthyStandby',
+  'GrinderHARedisDataLost',
+  'GrinderHARedisEvictionPolicy',
+  'GrinderHARedisUnreachable',
+  'GrinderHARenewLatencyNearTTL',
+  'GrinderHAReplicaCrashLooping',
+  'GrinderHAReplicaDown',
+  'GrinderHASplitBrain',
+  'GrinderPrometheusNotificationsFailing',
+  'GrinderPrometheusRuleFailures',
+  WATCHDOG,
+];
+
+test('every alert exists with severity, summary, description, absolute runbook and dashboard links', () => {
   const rules = alertRules();
-  assert.deepEqual(
-    rules.map((r) => r.alert).sort(),
-    [
-      'GrinderHABothStandby',
-      'GrinderHAFlapping',
-      'GrinderHALockFailuresRising',
-      'GrinderHARenewLatencyNearTTL',
-      'GrinderHAReplicaDown',
-      'GrinderHASplitBrain',
-    ],
-  );
+  assert.deepEqual(rules.map((r) => r.alert).sort(), [...ALERTS].sort());
   const runbook = readFileSync(RUNBOOK, 'utf8');
   const anchors = headingAnchors(runbook);
   const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as { uid: string };
   for (const r of rules) {
-    assert.match(r.labels?.severity ?? '', /^(critical|warning)$/, `${r.alert} severity`);
-    for (const k of ['summary', 'description', 'runbook_url', 'dashboard_uid']) {
+    assert.match(r.labels?.severity ?? '', r.alert === WATCHDOG ? /^none$/ : /^(critical|warning)$/, `${r.alert} severity`);
+    for (const k of ['summary', 'description', 'runbook_url', 'dashboard_url', 'dashboard_uid']) {
       assert.ok((r.annotations?.[k] ?? '').trim() !== '', `${r.alert} lacks annotation ${k}`);
     }
-    const [path, anchor] = (r.annotations?.runbook_url ?? '').split('#');
-    assert.equal(path, 'docs/runbooks/ha-operations.md', `${r.alert} runbook_url must point into the repo's runbook`);
-    assert.ok(anchor && anchors.has(anchor), `${r.alert}: runbook has no heading with anchor #${anchor}`);
+    // Absolute links, from the external labels prometheus.yml sets (checked below).
+    const [base, anchor] = (r.annotations?.runbook_url ?? '').split('#');
+    assert.equal(base, '{{ $externalLabels.grinder_runbook_url }}', `${r.alert} runbook_url must be built from the external label`);
     assert.equal(anchor, r.alert.toLowerCase(), `${r.alert}: anchor should be the alert name`);
+    assert.ok(anchor && anchors.has(anchor), `${r.alert}: runbook has no heading with anchor #${anchor}`);
+    assert.ok((r.annotations?.dashboard_url ?? '').startsWith(`{{ $externalLabels.grinder_grafana_url }}/d/${dashboard.uid}`), `${r.alert}: dashboard_url`);
     assert.equal(r.annotations?.dashboard_uid, dashboard.uid, `${r.alert}: dashboard_uid`);
     // Every `for:` is a whole number of 5 s evaluations (the shipped evaluation interval).
     if (r.for !== undefined) assert.equal(parseDurationMs(r.for) % 5_000, 0, `${r.alert} for: ${r.for}`);
+    // Per cluster: every GRINDER HA alert keeps grinder_cluster (by name in the expression).
+    if (r.alert.startsWith('GrinderHA')) assert.match(r.expr, /grinder_cluster|grinder:/, `${r.alert} is not scoped by cluster`);
   }
-  // Critical means nobody or more than one replica leads: both-standby and split brain only.
+  // Critical means leader work stopped (or two leaders), or the alerts themselves are blind.
   assert.deepEqual(
     rules.filter((r) => r.labels?.severity === 'critical').map((r) => r.alert).sort(),
-    ['GrinderHABothStandby', 'GrinderHASplitBrain'],
+    ['GrinderHABothStandby', 'GrinderHALeaderIdle', 'GrinderHARedisUnreachable', 'GrinderHASplitBrain', 'GrinderPrometheusRuleFailures'],
   );
+});
+
+test('prometheus.yml sets the link bases as external labels and keeps them off the alerts', () => {
+  const cfg = parse(readFileSync(join(PROM_DIR, 'prometheus.yml'), 'utf8')) as {
+    global: { external_labels?: Record<string, string> };
+    alerting: { alert_relabel_configs?: { action: string; regex: string }[] };
+  };
+  const ext = cfg.global.external_labels ?? {};
+  assert.match(ext.grinder_runbook_url ?? '', /^https?:\/\/[^/]+\/.*docs\/runbooks\/ha-operations\.md$/);
+  assert.match(ext.grinder_grafana_url ?? '', /^https?:\/\/[^/]+$/);
+  const drops = (cfg.alerting.alert_relabel_configs ?? []).filter((c) => c.action === 'labeldrop').map((c) => new RegExp(`^(?:${c.regex})$`));
+  for (const label of Object.keys(ext)) assert.ok(drops.some((d) => d.test(label)), `external label ${label} is not dropped from alerts`);
+});
+
+test('amtool: the Watchdog goes to the heartbeat receiver, critical to on-call, the rest to ops', () => {
+  const route = (...labels: string[]): string => {
+    const r = run('amtool', ['config', 'routes', 'test', `--config.file=${join(REPO_ROOT, 'alertmanager', 'alertmanager.yml')}`, ...labels]);
+    assert.equal(r.status, 0, r.out);
+    return r.out.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('Warning')).join(',');
+  };
+  assert.equal(route(`alertname=${WATCHDOG}`, 'severity=none'), 'grinder-heartbeat');
+  assert.equal(route('alertname=GrinderHABothStandby', 'severity=critical', 'grinder_cluster=c1'), 'grinder-oncall');
+  assert.equal(route('alertname=GrinderHAReplicaDown', 'severity=warning', 'grinder_cluster=c1'), 'grinder-ops');
 });

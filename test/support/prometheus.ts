@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
@@ -14,12 +14,19 @@ export const SHIPPED_RULES_DIR = join(REPO_ROOT, 'prometheus', 'rules');
 export const GRINDER_JOB = 'grinder';
 
 export interface PrometheusOptions {
-  /** host:port of each replica, replacing the compose service names of the shipped config. */
-  targets: string[];
+  /**
+   * host:port of each replica, replacing the compose service names of the shipped config; or
+   * 'file-sd': the targets come from a file the test rewrites (PrometheusServer.setTargets).
+   */
+  targets: string[] | 'file-sd';
   /** Scrape and rule evaluation interval, e.g. '1s'. Default '1s'. */
   interval?: string;
   /** Rule files to load (absolute paths). Default: none. */
   ruleFiles?: string[];
+  /** host:port of the Alertmanager to notify; without it, alerting is left out. */
+  alertmanager?: string;
+  /** More command-line flags for prometheus. */
+  flags?: string[];
 }
 
 export interface Sample {
@@ -60,27 +67,42 @@ function isRecord(v: unknown): v is Yaml {
  * Alertmanager (alerts are read from Prometheus' own /api/v1/alerts). Everything else — job name,
  * metrics path, the other jobs — stays as shipped, so a broken shipped config breaks the test.
  */
-export function adaptShippedConfig(opts: PrometheusOptions): Yaml {
+export function adaptShippedConfig(opts: PrometheusOptions & { selfAddress?: string; targetsFile?: string }): Yaml {
   const cfg = parse(readFileSync(SHIPPED_PROMETHEUS_YML, 'utf8')) as unknown;
   if (!isRecord(cfg)) throw new Error('prometheus/prometheus.yml is not a YAML mapping');
   const interval = opts.interval ?? '1s';
   const global = isRecord(cfg.global) ? cfg.global : {};
   cfg.global = { ...global, scrape_interval: interval, scrape_timeout: interval, evaluation_interval: interval };
   cfg.rule_files = opts.ruleFiles ?? [];
-  delete cfg.alerting;
+  const alerting = isRecord(cfg.alerting) ? cfg.alerting : {};
+  if (opts.alertmanager) {
+    // The shipped alert relabelling stays; only the Alertmanager address is the test's.
+    cfg.alerting = { ...alerting, alertmanagers: [{ static_configs: [{ targets: [opts.alertmanager] }] }] };
+  } else {
+    delete cfg.alerting;
+  }
   const jobs = Array.isArray(cfg.scrape_configs) ? (cfg.scrape_configs as unknown[]) : [];
   const grinder = jobs.find((j): j is Yaml => isRecord(j) && j.job_name === GRINDER_JOB);
   if (!grinder) throw new Error(`prometheus/prometheus.yml has no job_name: ${GRINDER_JOB}`);
-  grinder.static_configs = [{ targets: opts.targets }];
-  // Other jobs (Prometheus itself) point at container addresses; drop them rather than scrape
-  // something that is not there.
-  cfg.scrape_configs = [grinder];
+  if (opts.targets === 'file-sd') {
+    delete grinder.static_configs;
+    grinder.file_sd_configs = [{ files: [opts.targetsFile ?? ''], refresh_interval: interval }];
+  } else {
+    grinder.static_configs = [{ targets: opts.targets }];
+  }
+  // The other job scrapes Prometheus itself (its rule-evaluation and notification metrics): at
+  // the test's own address, or left out.
+  const self = jobs.find((j): j is Yaml => isRecord(j) && j.job_name === 'prometheus');
+  if (self && opts.selfAddress) self.static_configs = [{ targets: [opts.selfAddress] }];
+  cfg.scrape_configs = self && opts.selfAddress ? [grinder, self] : [grinder];
   return cfg;
 }
 
 /**
- * Copies rule files into `dir`, multiplying every alert's `for:` by `factor` (the expressions stay
- * byte-for-byte the same). Returns the new paths.
+ * Copies rule files into `dir` with every duration multiplied by `factor`: group intervals, each
+ * alert's `for:`, and the range selectors, subquery steps and offsets in every expression. Nothing
+ * else changes: thresholds on seconds are relative to the replicas' own (equally scaled) TTL
+ * metrics, and counts stay counts. Returns the new paths.
  */
 export function scaledRuleCopies(files: string[], dir: string, factor: number): string[] {
   return files.map((file, i) => {
@@ -90,15 +112,26 @@ export function scaledRuleCopies(files: string[], dir: string, factor: number): 
       if (!isRecord(group) || !Array.isArray(group.rules)) continue;
       if (typeof group.interval === 'string') group.interval = formatMs(parseDurationMs(group.interval) * factor);
       for (const rule of group.rules as unknown[]) {
-        if (isRecord(rule) && typeof rule.alert === 'string' && typeof rule.for === 'string') {
-          rule.for = formatMs(parseDurationMs(rule.for) * factor);
-        }
+        if (!isRecord(rule)) continue;
+        if (typeof rule.alert === 'string' && typeof rule.for === 'string') rule.for = formatMs(parseDurationMs(rule.for) * factor);
+        if (typeof rule.expr === 'string') rule.expr = scaleExprDurations(rule.expr, factor);
       }
     }
     const out = join(dir, `scaled-${i}.yml`);
     writeFileSync(out, stringify(doc));
     return out;
   });
+}
+
+/** `[5m]` → `[60000ms]` (factor 0.2), `[1m:5s]` → `[12000ms:1000ms]`, `offset 10s` → `offset 2000ms`. */
+export function scaleExprDurations(expr: string, factor: number): string {
+  const d = '((?:\\d+(?:ms|s|m|h|d))+)';
+  const scale = (x: string): string => formatMs(parseDurationMs(x) * factor);
+  return expr
+    .replace(new RegExp(`\\[${d}(?::${d}?)?\\]`, 'g'), (_m, range: string, step: string | undefined) =>
+      `[${scale(range)}${step === undefined ? (_m.includes(':') ? ':' : '') : `:${scale(step)}`}]`,
+    )
+    .replace(new RegExp(`\\boffset\\s+${d}`, 'g'), (_m, off: string) => `offset ${scale(off)}`);
 }
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -143,8 +176,10 @@ export class PrometheusServer {
   static async start(opts: PrometheusOptions): Promise<PrometheusServer> {
     const dir = mkdtempSync(join(tmpdir(), 'grinder-prometheus-'));
     const configPath = join(dir, 'prometheus.yml');
-    writeFileSync(configPath, stringify(adaptShippedConfig(opts)));
     const port = await freePort();
+    const targetsFile = join(dir, 'targets.json');
+    if (opts.targets === 'file-sd') writeFileSync(targetsFile, '[]');
+    writeFileSync(configPath, stringify(adaptShippedConfig({ ...opts, selfAddress: `127.0.0.1:${port}`, targetsFile })));
     const proc = spawn(
       'prometheus',
       [
@@ -152,6 +187,7 @@ export class PrometheusServer {
         `--storage.tsdb.path=${join(dir, 'data')}`,
         `--web.listen-address=127.0.0.1:${port}`,
         '--storage.tsdb.retention.time=1d',
+        ...(opts.flags ?? []),
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -182,6 +218,16 @@ export class PrometheusServer {
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  /**
+   * Replaces the grinder job's targets (file-sd only). Written to a temp file and renamed, so
+   * Prometheus never reads half a file; it notices within a second (inotify, or the refresh).
+   */
+  setTargets(targets: string[]): void {
+    const file = join(this.dir, 'targets.json');
+    writeFileSync(`${file}.tmp`, JSON.stringify([{ targets }]));
+    renameSync(`${file}.tmp`, file);
   }
 
   /** GET for parameterless endpoints (some, like /api/v1/alerts, accept nothing else), POST for queries. */

@@ -45,6 +45,7 @@ describe('loadConfig defaults', () => {
       lockTtlMs: 10_000,
       renewIntervalMs: 3_000,
       lockKey: 'grinder:leader:lock',
+      cluster: 'grinder:leader:lock',
       metricsPort: 9090,
       httpHost: '0.0.0.0',
       logLevel: 'info',
@@ -90,7 +91,30 @@ describe('loadConfig defaults', () => {
     assert.equal(c.httpHost, '127.0.0.1');
     assert.equal(c.logLevel, 'debug');
     assert.equal(c.live.streamKey, '{my:lock}:live');
+    assert.equal(c.cluster, 'my:lock', 'the cluster defaults to the lock key');
   });
+});
+
+describe('GRINDER_CLUSTER', () => {
+  it('is taken as set', () => {
+    assert.equal(loadConfig({ GRINDER_CLUSTER: 'prod-eu/a', GRINDER_HA_LOCK_KEY: 'x' }).cluster, 'prod-eu/a');
+  });
+
+  it('defaults to the lock key, with characters a cluster name may not have replaced by _', () => {
+    assert.equal(loadConfig({ GRINDER_HA_LOCK_KEY: 'app{1}:lock' }).cluster, 'app_1_:lock');
+    assert.equal(loadConfig({ GRINDER_HA_LOCK_KEY: 'k'.repeat(300) }).cluster, 'k'.repeat(128));
+  });
+
+  for (const bad of ['two words', 'quote"d', 'x'.repeat(129)]) {
+    it(`rejects ${JSON.stringify(bad.slice(0, 20))}`, () => {
+      assertConfigError(
+        configError(() => loadConfig({ GRINDER_CLUSTER: bad })),
+        'GRINDER_CLUSTER',
+        bad,
+        'must be 1 to 128 characters of letters, digits and _ . : @ / -',
+      );
+    });
+  }
 });
 
 describe('GRINDER_HA_ENABLED', () => {

@@ -24,7 +24,7 @@ import {
 import { ROLES, type Role } from '../../src/ha/role';
 import { InstrumentedLeaseLock } from '../../src/telemetry/instrumented-lock';
 import { createInstruments, observeState, renewLatencyBuckets, type HaInstruments, type MetricSources } from '../../src/telemetry/metrics';
-import { LOCK_FAILURE_REASONS, Metric, METER_NAME } from '../../src/telemetry/names';
+import { LOCK_FAILURE_REASONS, Metric, METER_NAME, RuntimeMetric } from '../../src/telemetry/names';
 import { otlpTracesConfigured, startTelemetry } from '../../src/telemetry/sdk';
 import { FakeHa } from '../support/fake-ha';
 
@@ -32,7 +32,16 @@ const INSTANCE_ID = 'grinder-test-0123abcd';
 const VERSION = '1.2.3';
 const LOCK_KEY = 'grinder:leader:lock';
 const OPERATIONS = ['acquire', 'renew', 'release'] as const;
-const BUCKETS_10S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const R20 = [1, 1.12, 1.25, 1.4, 1.6, 1.8, 2, 2.24, 2.5, 2.8, 3.15, 3.55, 4, 4.5, 5, 5.6, 6.3, 7.1, 8, 9];
+/** TTL 10 s: command timeout 2 s; R20 steps from 10 ms up to it, then the timeout and the TTL. */
+const BUCKETS_10S = [
+  0.001, 0.0025, 0.005,
+  ...R20.map((m) => Number((m * 0.01).toPrecision(3))),
+  ...R20.map((m) => Number((m * 0.1).toPrecision(3))),
+  1, 1.12, 1.25, 1.4, 1.6, 1.8,
+  2, 10,
+];
+const CLUSTER = 'grinder:leader:lock';
 
 /** A pull reader the test collects from directly. */
 class TestReader extends MetricReader {
@@ -105,6 +114,7 @@ function metricsHarness(opts: { haEnabled?: boolean; lockTtlMs?: number | null; 
   const lockTtlMs = opts.lockTtlMs === undefined ? 10_000 : opts.lockTtlMs;
   const src: MetricSources & { uptime: number } = {
     ha,
+    ready: () => ha.state.role === 'active',
     instanceId: INSTANCE_ID,
     version: VERSION,
     lockTtlMs,
@@ -176,6 +186,7 @@ describe('metric names are the contract', () => {
         haBarriers: 'grinder_ha_barriers_total',
         haRedisMasterChanges: 'grinder_ha_redis_master_changes_total',
         haReplicaAcks: 'grinder_ha_replica_acks_total',
+        readyzReady: 'grinder_readyz_ready',
       },
     );
     assert.deepEqual([...LOCK_FAILURE_REASONS], ['timeout', 'connection', 'lost', 'wrong_type', 'invalid_value', 'script_error', 'failover', 'replication']);
@@ -193,12 +204,14 @@ describe('metrics through an in-memory reader', () => {
 
   it('collects every HA metric with HA enabled', async () => {
     h.ha.set({ role: 'active', fencingToken: 7, leaseRemainingMs: 9_000, redisConnected: true });
-    // The OTel SDK exports a histogram only once it has a sample: before the first renewal
-    // (and on a replica that never led) grinder_ha_renew_latency_seconds is absent.
-    const beforeRenew = await h.collect();
-    assert.equal(beforeRenew.byName.has(Metric.haRenewLatency), false);
+    // Before the first renewal (and on a replica that never led) the histogram is there, empty.
+    const beforeRenew = await h.collect().then((x) => x.histogram(Metric.haRenewLatency));
+    assert.equal(beforeRenew.count, 0);
+    assert.equal(beforeRenew.sum, 0);
+    assert.ok(beforeRenew.buckets.counts.every((n) => n === 0));
     h.instruments.renewLatency(0.002);
     const c = await h.collect();
+    assert.equal(c.histogram(Metric.haRenewLatency).count, 1);
     assert.deepEqual(c.names(), [
       'grinder_build_info',
       'grinder_ha_barriers_total',
@@ -218,6 +231,7 @@ describe('metrics through an in-memory reader', () => {
       'grinder_ha_replica_acks_total',
       'grinder_ha_role',
       'grinder_ha_transitions_total',
+      'grinder_readyz_ready',
       'grinder_up',
       'grinder_uptime_seconds',
     ]);
@@ -235,6 +249,7 @@ describe('metrics through an in-memory reader', () => {
       assert.deepEqual(roleSeries(c), oneHot(role), `role ${role}`);
       assert.equal(c.points(Metric.haRole).length, ROLES.length);
       assert.equal(c.value(Metric.haIsLeader), role === 'active' ? 1 : 0);
+      assert.equal(c.value(Metric.readyzReady), role === 'active' ? 1 : 0, `readyz gauge for ${role}`);
     }
   });
 
@@ -326,8 +341,11 @@ describe('metrics through an in-memory reader', () => {
     h.instruments.renewLatency(12);
     const hist = (await h.collect()).histogram(Metric.haRenewLatency);
     assert.deepEqual(hist.buckets.boundaries, BUCKETS_10S);
-    //                      0.001 .0025 .005 .01 .025 .05 .1 .25 .5 1 2.5 5 10 +Inf
-    assert.deepEqual(hist.buckets.counts, [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
+    const expected = new Array<number>(BUCKETS_10S.length + 1).fill(0);
+    expected[0] = 1; // 0.4 ms <= 1 ms
+    expected[BUCKETS_10S.indexOf(0.04)] = 1; // 37 ms in (0.0355, 0.04]
+    expected[BUCKETS_10S.length] = 1; // 12 s > TTL: +Inf
+    assert.deepEqual(hist.buckets.counts, expected);
     assert.equal(hist.count, 3);
     assert.equal(hist.sum, 0.0004 + 0.037 + 12);
   });
@@ -343,37 +361,79 @@ describe('metrics with HA disabled', () => {
       assert.equal(c.value(Metric.haIsLeader), 1);
       assert.equal(c.value(Metric.haEnabled), 0);
       assert.equal(c.value(Metric.haLeaseRemaining), 0);
-      for (const absent of [Metric.haLockTtl, Metric.haRenewInterval, Metric.haRedisUp, Metric.haFencingToken, Metric.haLockFailures]) {
+      for (const absent of [Metric.haLockTtl, Metric.haRenewInterval, Metric.haRedisUp, Metric.haFencingToken, Metric.haLockFailures, Metric.haRenewLatency]) {
         assert.deepEqual(c.points(absent), [], `${absent} should be absent`);
       }
       assert.equal(c.points(Metric.haTransitions).length, 4);
+      assert.equal(c.value(Metric.readyzReady), 1);
     } finally {
       await h.shutdown();
     }
   });
 });
 
+/**
+ * histogram_quantile() as Prometheus computes it from cumulative bucket counts: linear
+ * interpolation inside the bucket the rank falls in (lower bound 0 for the first bucket).
+ */
+function promQuantile(q: number, bounds: number[], counts: number[]): number {
+  const cumulative: number[] = [];
+  counts.reduce((sum, n, i) => (cumulative[i] = sum + n), 0);
+  const total = cumulative[cumulative.length - 1] as number;
+  const rank = q * total;
+  const i = cumulative.findIndex((c) => c >= rank);
+  if (i >= bounds.length) return bounds[bounds.length - 1] as number;
+  const lower = i === 0 ? 0 : (bounds[i - 1] as number);
+  const below = i === 0 ? 0 : (cumulative[i - 1] as number);
+  const upper = bounds[i] as number;
+  return lower + (upper - lower) * ((rank - below) / ((cumulative[i] as number) - below));
+}
+
 describe('renewLatencyBuckets', () => {
-  const cases: [number, number[]][] = [
-    [10_000, BUCKETS_10S],
-    [1_000, [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]],
-    [1_500, [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5]],
-    [2_500, [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]],
-    [30_000, [...BUCKETS_10S, 25, 30]],
-  ];
-  for (const [ttl, expected] of cases) {
-    it(`goes from 0.001 to the TTL for ${ttl} ms`, () => {
-      assert.deepEqual(renewLatencyBuckets(ttl), expected);
+  it('is the R20 layout up to the command timeout, then the TTL, for the default 10 s TTL', () => {
+    assert.deepEqual(renewLatencyBuckets(10_000), BUCKETS_10S);
+  });
+
+  for (const ttl of [1_000, 1_500, 2_000, 2_500, 10_000, 30_000, 3_600_000]) {
+    it(`for a ${ttl} ms TTL: ascending from 1 ms, steps of at most 15% from 10 ms to the command timeout, ends at the TTL`, () => {
+      const b = renewLatencyBuckets(ttl);
+      const timeout = Math.max(50, Math.min(2_000, Math.floor(ttl / 5))) / 1000;
+      assert.equal(b[0], 0.001);
+      assert.equal(b[b.length - 1], ttl / 1000);
+      assert.ok(b.includes(timeout), `the command timeout ${timeout} is a bound`);
+      for (let i = 1; i < b.length; i++) {
+        const prev = b[i - 1] as number;
+        const cur = b[i] as number;
+        assert.ok(cur > prev, `ascending at ${i}: ${prev} then ${cur}`);
+        if (prev >= 0.01 && cur <= timeout) assert.ok(cur / prev <= 1.15, `step ${prev} -> ${cur} is too coarse`);
+      }
     });
   }
+
+  it('reads p99 of a steady sub-second round trip within 15% (the issue: 0.91 s for a 0.4 s round trip)', async () => {
+    for (const roundTrip of [0.012, 0.037, 0.1, 0.25, 0.4, 0.401, 0.75, 0.95, 1.5]) {
+      const h = metricsHarness({ lockTtlMs: 10_000 });
+      try {
+        // 200 renewals a little above and below the round trip, as a real link jitters.
+        for (let i = 0; i < 200; i++) h.instruments.renewLatency(roundTrip * (0.99 + (i % 3) * 0.01));
+        const hist = (await h.collect()).histogram(Metric.haRenewLatency);
+        const p99 = promQuantile(0.99, hist.buckets.boundaries, hist.buckets.counts);
+        const error = p99 / (roundTrip * 1.01) - 1;
+        assert.ok(error >= -0.01 && error <= 0.15, `round trip ${roundTrip} s reads p99 ${p99.toFixed(4)} s (${(error * 100).toFixed(1)}% off)`);
+      } finally {
+        await h.shutdown();
+      }
+    }
+  });
 
   it('uses the configured TTL for the histogram', async () => {
     const h = metricsHarness({ lockTtlMs: 2_500, renewIntervalMs: 800 });
     try {
       h.instruments.renewLatency(2);
       const hist = (await h.collect()).histogram(Metric.haRenewLatency);
-      assert.deepEqual(hist.buckets.boundaries, [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
-      assert.equal(hist.buckets.counts[10], 1);
+      assert.deepEqual(hist.buckets.boundaries, renewLatencyBuckets(2_500));
+      assert.equal(hist.buckets.boundaries[hist.buckets.boundaries.length - 1], 2.5);
+      assert.equal(hist.buckets.counts[hist.buckets.boundaries.indexOf(2.5)], 1);
     } finally {
       await h.shutdown();
     }
@@ -387,7 +447,7 @@ describe('Prometheus text from startTelemetry', () => {
     assert.equal(otlpTracesConfigured({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }), true);
     assert.equal(otlpTracesConfigured({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://collector:4318/v1/traces' }), true);
 
-    const t = startTelemetry({ instanceId: INSTANCE_ID, version: VERSION, env: {} });
+    const t = startTelemetry({ instanceId: INSTANCE_ID, cluster: CLUSTER, version: VERSION, env: {} });
     try {
       assert.equal(t.tracesExported, false);
       // Spans are still real (their ids go into the logs) even though nothing exports them.
@@ -397,45 +457,61 @@ describe('Prometheus text from startTelemetry', () => {
 
       const ha = new FakeHa({ role: 'active', fencingToken: 42, leaseRemainingMs: 9_500, redisConnected: true });
       let uptime = 61.5;
-      observeState(t.meter, { ha, instanceId: INSTANCE_ID, version: VERSION, lockTtlMs: 10_000, renewIntervalMs: 3_000, uptimeSeconds: () => uptime });
+      observeState(t.meter, { ha, ready: () => ha.state.role === 'active', instanceId: INSTANCE_ID, version: VERSION, lockTtlMs: 10_000, renewIntervalMs: 3_000, uptimeSeconds: () => uptime });
       const instruments = createInstruments(t.meter, { lockTtlMs: 10_000, live: false });
       instruments.lockFailure('renew', 'lost');
       instruments.transition('standby', 'active');
       instruments.renewLatency(0.004);
 
+      // Event-loop delay is reported once it has 5 samples (10 ms apart) since the last
+      // collection, GC durations after a GC: give both a moment.
+      let garbage: number[][] = [];
+      for (let i = 0; i < 200_000; i++) garbage.push([i, i + 1]);
+      garbage = [];
+      await new Promise((r) => setTimeout(r, 150));
       const text = await t.metricsText();
       const lines = text.split('\n');
       const has = (line: string): void => assert.ok(lines.includes(line), `missing line ${JSON.stringify(line)} in:\n${text}`);
 
-      has('grinder_ha_role{role="active"} 1');
-      has('grinder_ha_role{role="standby"} 0');
-      has('grinder_ha_role{role="unknown"} 0');
-      has('grinder_ha_is_leader 1');
-      has('grinder_ha_enabled 1');
-      has('grinder_ha_fencing_token 42');
-      has('grinder_ha_lease_remaining_seconds 9.5');
-      has('grinder_ha_lock_ttl_seconds 10');
-      has('grinder_ha_renew_interval_seconds 3');
-      has('grinder_ha_redis_up 1');
-      has('grinder_up 1');
-      has('grinder_uptime_seconds 61.5');
-      has(`grinder_build_info{version="${VERSION}",instance_id="${INSTANCE_ID}"} 1`);
+      has(`grinder_ha_role{role="active",grinder_cluster="${CLUSTER}"} 1`);
+      has(`grinder_ha_role{role="standby",grinder_cluster="${CLUSTER}"} 0`);
+      has(`grinder_ha_role{role="unknown",grinder_cluster="${CLUSTER}"} 0`);
+      has(`grinder_ha_is_leader{grinder_cluster="${CLUSTER}"} 1`);
+      has(`grinder_ha_enabled{grinder_cluster="${CLUSTER}"} 1`);
+      has(`grinder_ha_fencing_token{grinder_cluster="${CLUSTER}"} 42`);
+      has(`grinder_ha_lease_remaining_seconds{grinder_cluster="${CLUSTER}"} 9.5`);
+      has(`grinder_ha_lock_ttl_seconds{grinder_cluster="${CLUSTER}"} 10`);
+      has(`grinder_ha_renew_interval_seconds{grinder_cluster="${CLUSTER}"} 3`);
+      has(`grinder_ha_redis_up{grinder_cluster="${CLUSTER}"} 1`);
+      has(`grinder_up{grinder_cluster="${CLUSTER}"} 1`);
+      has(`grinder_uptime_seconds{grinder_cluster="${CLUSTER}"} 61.5`);
+      has(`grinder_build_info{version="${VERSION}",instance_id="${INSTANCE_ID}",grinder_cluster="${CLUSTER}"} 1`);
       has('# TYPE grinder_ha_lock_failures_total counter');
-      has('grinder_ha_lock_failures_total{operation="renew",reason="lost"} 1');
-      has('grinder_ha_lock_failures_total{operation="acquire",reason="timeout"} 0');
+      has(`grinder_ha_lock_failures_total{operation="renew",reason="lost",grinder_cluster="${CLUSTER}"} 1`);
+      has(`grinder_ha_lock_failures_total{operation="acquire",reason="timeout",grinder_cluster="${CLUSTER}"} 0`);
       has('# TYPE grinder_ha_transitions_total counter');
-      has('grinder_ha_transitions_total{from="standby",to="active"} 1');
+      has(`grinder_ha_transitions_total{from="standby",to="active",grinder_cluster="${CLUSTER}"} 1`);
       has('# TYPE grinder_ha_renew_latency_seconds histogram');
-      has('grinder_ha_renew_latency_seconds_bucket{le="0.001"} 0');
-      has('grinder_ha_renew_latency_seconds_bucket{le="0.005"} 1');
-      has('grinder_ha_renew_latency_seconds_bucket{le="10"} 1');
-      has('grinder_ha_renew_latency_seconds_bucket{le="+Inf"} 1');
-      has('grinder_ha_renew_latency_seconds_count 1');
+      has(`grinder_ha_renew_latency_seconds_bucket{grinder_cluster="${CLUSTER}",le="0.001"} 0`);
+      has(`grinder_ha_renew_latency_seconds_bucket{grinder_cluster="${CLUSTER}",le="0.005"} 1`);
+      has(`grinder_ha_renew_latency_seconds_bucket{grinder_cluster="${CLUSTER}",le="10"} 1`);
+      has(`grinder_ha_renew_latency_seconds_bucket{grinder_cluster="${CLUSTER}",le="+Inf"} 1`);
+      has(`grinder_ha_renew_latency_seconds_count{grinder_cluster="${CLUSTER}"} 1`);
 
+      has(`grinder_readyz_ready{grinder_cluster="${CLUSTER}"} 1`);
+      // Every sample carries the cluster, as its last label (the histogram's le comes after it).
+      for (const l of lines) {
+        if (l === '' || l.startsWith('#')) continue;
+        assert.match(l, /grinder_cluster="grinder:leader:lock"(,le="[^"]+")?\} /, `no cluster label on ${l}`);
+      }
+      // Runtime metrics through @opentelemetry/instrumentation-runtime-node, cluster included.
+      for (const name of Object.values(RuntimeMetric)) {
+        assert.ok(lines.some((l) => l.startsWith(`${name}{`) || l.startsWith(`${name}_bucket{`)), `no ${name} in:\n${text}`);
+      }
       assert.ok(!text.includes('otel_scope'), 'no otel_scope_* labels');
       assert.ok(!text.includes('target_info'), 'no target_info');
       assert.ok(!text.includes('_total_total'), 'no doubled _total suffix');
-      const counters = lines.filter((l) => l.startsWith('# TYPE ') && l.endsWith(' counter')).map((l) => l.split(' ')[2]);
+      const counters = lines.filter((l) => l.startsWith('# TYPE grinder_') && l.endsWith(' counter')).map((l) => l.split(' ')[2]);
       assert.deepEqual([...counters].sort(), [
         'grinder_ha_barriers_total',
         'grinder_ha_lock_failures_total',
@@ -448,6 +524,7 @@ describe('Prometheus text from startTelemetry', () => {
       for (const l of lines) {
         if (l === '' || l.startsWith('#')) continue;
         const family = (l.split(/[{ ]/)[0] as string).replace(/_(bucket|sum|count)$/, '');
+        if (!family.startsWith('grinder_')) continue;
         assert.ok(lines.includes(`# TYPE ${family} ${family === Metric.haRenewLatency ? 'histogram' : family.endsWith('_total') ? 'counter' : 'gauge'}`), `TYPE for ${l}`);
         assert.ok(lines.some((x) => x.startsWith(`# HELP ${family} `)), `HELP for ${l}`);
       }
@@ -456,10 +533,11 @@ describe('Prometheus text from startTelemetry', () => {
       ha.setRole('standby');
       uptime = 62;
       const again = (await t.metricsText()).split('\n');
-      assert.ok(again.includes('grinder_ha_role{role="active"} 0'));
-      assert.ok(again.includes('grinder_ha_role{role="standby"} 1'));
-      assert.ok(again.includes('grinder_ha_is_leader 0'));
-      assert.ok(again.includes('grinder_uptime_seconds 62'));
+      assert.ok(again.includes(`grinder_ha_role{role="active",grinder_cluster="${CLUSTER}"} 0`));
+      assert.ok(again.includes(`grinder_ha_role{role="standby",grinder_cluster="${CLUSTER}"} 1`));
+      assert.ok(again.includes(`grinder_ha_is_leader{grinder_cluster="${CLUSTER}"} 0`));
+      assert.ok(again.includes(`grinder_readyz_ready{grinder_cluster="${CLUSTER}"} 0`));
+      assert.ok(again.includes(`grinder_uptime_seconds{grinder_cluster="${CLUSTER}"} 62`));
     } finally {
       await t.shutdown();
     }
@@ -471,6 +549,7 @@ describe('Prometheus text from startTelemetry', () => {
 
 const LEASE: Lease = { token: 42, ver: '00ff' };
 const REQUEST: AcquireRequest = { expectedVer: null, floor: 0, barrierMs: 10_000 };
+const ANSWER_WITHIN_MS = 7_000;
 
 /** A LeaseLock whose next answers the test sets; each call may move the fake clock. */
 class ScriptedLock implements LeaseLock {
@@ -527,7 +606,7 @@ describe('InstrumentedLeaseLock', () => {
     h = metricsHarness();
     inner = new ScriptedLock();
     now = 1_000;
-    lock = new InstrumentedLeaseLock(inner, tracerProvider.getTracer('test'), h.instruments, INSTANCE_ID, pino({ level: 'silent' }), () => now);
+    lock = new InstrumentedLeaseLock(inner, tracerProvider.getTracer('test'), h.instruments, INSTANCE_ID, pino({ level: 'silent' }), () => now, ANSWER_WITHIN_MS);
   });
 
   afterEach(async () => {
@@ -623,7 +702,7 @@ describe('InstrumentedLeaseLock', () => {
     const hist = c.histogram(Metric.haRenewLatency);
     assert.equal(hist.count, 1);
     assert.equal(hist.sum, 0.037);
-    assert.equal(hist.buckets.counts[BUCKETS_10S.indexOf(0.05)], 1);
+    assert.equal(hist.buckets.counts[BUCKETS_10S.indexOf(0.04)], 1); // 37 ms in (35.5 ms, 40 ms]
     assert.deepEqual(await failures(), {});
   });
 
@@ -732,7 +811,50 @@ describe('InstrumentedLeaseLock', () => {
     assert.equal((await h.collect()).histogram(Metric.haRenewLatency).count, 2);
   });
 
-  it('delegates connection state, events and close', async () => {
+  it('judges Redis reachable from what lease operations got back, not only from the socket', async () => {
+    // Nothing tried yet: the socket state is all there is.
+    assert.equal(lock.isConnected(), true);
+    inner.connected = false;
+    assert.equal(lock.isConnected(), false);
+    inner.connected = true;
+
+    await lock.renew(LEASE);
+    assert.equal(lock.isConnected(), true, 'answered just now');
+    // A black-holed link: the socket stays open, the renewal times out.
+    inner.renewAnswer = async () => {
+      now += 2_000;
+      throw new LockUnavailableError('renew', 'timeout', 'Redis did not answer within 2000 ms');
+    };
+    await assert.rejects(lock.renew(LEASE));
+    assert.equal(lock.isConnected(), false, 'the last operation got no answer');
+    // Any answer counts, a lease held by someone else and a rejected script included.
+    inner.acquireAnswer = async () => ({
+      kind: 'observed',
+      record: { state: 'held', ver: '0bb0', token: 43, ttlMs: 10_000, maxTtlMs: 10_000, instanceId: 'grinder-other-99999999', ours: false },
+      newest: 43,
+    });
+    await lock.acquire(REQUEST);
+    assert.equal(lock.isConnected(), true);
+    inner.releaseAnswer = async () => {
+      throw new LockUnavailableError('release', 'script_error', 'NOSCRIPT');
+    };
+    await assert.rejects(lock.release(LEASE));
+    assert.equal(lock.isConnected(), true, 'an error reply is an answer');
+    inner.acquireAnswer = async () => {
+      throw new LockUnavailableError('acquire', 'connection', 'connection reset');
+    };
+    await assert.rejects(lock.acquire(REQUEST));
+    assert.equal(lock.isConnected(), false);
+    // An answer goes stale when no operation has got one for longer than answerWithinMs.
+    inner.acquireAnswer = async () => ({ kind: 'barrier', ver: '0cc0', ms: 10_000, reason: 'data_loss', newest: 1 });
+    await lock.acquire(REQUEST);
+    now += ANSWER_WITHIN_MS;
+    assert.equal(lock.isConnected(), true, 'exactly answerWithinMs old');
+    now += 1;
+    assert.equal(lock.isConnected(), false, 'older than answerWithinMs');
+  });
+
+  it('delegates events and close', async () => {
     inner.connected = false;
     assert.equal(lock.isConnected(), false);
     inner.connected = true;

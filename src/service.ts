@@ -13,6 +13,7 @@ import { createHttpApp } from './http/app';
 import { createLogger } from './log';
 import { InstrumentedLeaseLock } from './telemetry/instrumented-lock';
 import { createInstruments, observeState, type LiveStatsSource } from './telemetry/metrics';
+import type { OtelConfig } from './telemetry/otel-config';
 import { startTelemetry } from './telemetry/sdk';
 import { VERSION } from './version';
 
@@ -26,6 +27,8 @@ export interface RunningService {
 
 export interface ServiceOptions {
   env: Record<string, string | undefined>;
+  /** The validated OTEL_* settings (main reads them with the rest of the configuration). */
+  otel?: OtelConfig;
   /** The work to run while ACTIVE (main wires the built-in live loop through this). */
   leaderWork?: (deps: LeaderWorkDeps) => LeaderWorkPlugin | null;
 }
@@ -46,7 +49,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   const startedAt = systemClock.now();
   const uptimeSeconds = (): number => (systemClock.now() - startedAt) / 1000;
   const log = createLogger(config.logLevel, config.instanceId);
-  const telemetry = startTelemetry({ instanceId: config.instanceId, version: VERSION, env: opts.env });
+  const telemetry = startTelemetry({ instanceId: config.instanceId, version: VERSION, env: opts.env, otel: opts.otel, log });
   const instruments = createInstruments(telemetry.meter, {
     lockTtlMs: config.haEnabled ? config.lockTtlMs : null,
     live: config.haEnabled && config.live.enabled,

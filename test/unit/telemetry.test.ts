@@ -8,7 +8,7 @@ import {
   type Histogram,
   type MetricData,
 } from '@opentelemetry/sdk-metrics';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import pino from 'pino';
 import {
   LockUnavailableError,
@@ -490,7 +490,7 @@ class ScriptedLock implements LeaseLock {
 
 describe('InstrumentedLeaseLock', () => {
   let exporter: InMemorySpanExporter;
-  let tracerProvider: BasicTracerProvider;
+  let tracerProvider: TracerProvider;
   let h: MetricsHarness;
   let inner: ScriptedLock;
   let lock: InstrumentedLeaseLock;
@@ -498,7 +498,7 @@ describe('InstrumentedLeaseLock', () => {
 
   beforeEach(() => {
     exporter = new InMemorySpanExporter();
-    tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    tracerProvider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
     h = metricsHarness();
     inner = new ScriptedLock();
     now = 1_000;

@@ -111,8 +111,8 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     },
     metricsText: () => telemetry.metricsText(),
     uptimeSeconds,
+    onError: (err) => log.error({ err: errMessage(err) }, 'HTTP handler failed'),
   });
-  app.on('error', (err: unknown) => log.error({ err: errMessage(err) }, 'HTTP handler failed'));
 
   const server = await listen(app.callback(), config.httpHost, config.metricsPort);
   log.info(

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
 import { leaseTiming } from './ha/timing';
 
 /**
@@ -95,8 +96,11 @@ function readString(env: Env, name: string, fallback: string): string {
 /**
  * Redis URLs carry passwords: anything shown to a human goes through this first. A password can
  * sit in the userinfo (redis://:pw@host) or, since ioredis merges query parameters into its
- * options, in the query (redis://host?password=pw). A URL without a host (a typo such as
- * redis:/:pw@host) has no userinfo to the URL parser, so there the text before an @ is hidden.
+ * options, in the query (redis://host?password=pw). User info without a colon
+ * (redis://SECRET@host) is almost always a password written without its colon, so it is hidden
+ * too; a user name beside a password (redis://default:pw@host) is shown. A URL without a host (a
+ * typo such as redis:/:pw@host) has no userinfo to the URL parser, so there the text before an @
+ * is hidden.
  */
 export function redactRedisUrl(url: string): string {
   let u: URL;
@@ -106,11 +110,35 @@ export function redactRedisUrl(url: string): string {
     return '<unparsable Redis URL>';
   }
   if (u.password) u.password = '***';
+  else if (u.username) u.username = '***';
   for (const key of [...new Set(u.searchParams.keys())]) {
-    if (/pass|secret|token|auth/i.test(key)) u.searchParams.set(key, '***');
+    if (/pass|secret|token|auth|user/i.test(key)) u.searchParams.set(key, '***');
   }
   const shown = u.toString();
-  return u.host === '' ? shown.replace(/:[^:@/]*@/g, ':***@') : shown;
+  return u.host === '' ? shown.replace(/:[^:@/]*@/g, ':***@').replace(/\/[^/:@]+@/g, '/***@') : shown;
+}
+
+/** Redis' default `databases 16`: the numbers every Redis accepts (Redis Cluster only has 0). */
+export const MAX_REDIS_DB = 15;
+
+/** Where the Redis URL points, for diagnostics and span attributes; never the credentials. */
+export interface RedisTarget {
+  host: string;
+  port: number;
+  db: number;
+  tls: boolean;
+}
+
+export function redisTarget(url: string): RedisTarget {
+  const u = new URL(url);
+  const dbText = u.pathname.replace(/^\//, '') || u.searchParams.get('db') || '0';
+  return {
+    // new URL() keeps the brackets of an IPv6 literal; clients and semantic conventions want without.
+    host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: u.port === '' ? 6379 : Number(u.port),
+    db: Number(dbText),
+    tls: u.protocol === 'rediss:',
+  };
 }
 
 function validateRedisUrl(raw: string): void {
@@ -127,10 +155,38 @@ function validateRedisUrl(raw: string): void {
     throw new ConfigError(name, shown, 'the scheme must be redis:// or rediss:// (TLS)');
   }
   if (u.hostname === '') throw new ConfigError(name, shown, 'the URL must name a host, e.g. redis://redis:6379/0');
-  const db = u.pathname.replace(/^\//, '');
-  if (db !== '' && !/^\d+$/.test(db)) {
-    throw new ConfigError(name, shown, 'the path must be a database number, e.g. /0');
+  if (u.username !== '' && !raw.slice(0, raw.indexOf('@')).slice(u.protocol.length + 2).includes(':')) {
+    throw new ConfigError(
+      name,
+      shown,
+      'the user info has no colon, so the Redis client would send it as a user name with an empty password; write redis://:PASSWORD@host for a password, or redis://USER:PASSWORD@host for an ACL user',
+    );
   }
+  const path = u.pathname.replace(/^\//, '');
+  const query = u.searchParams.get('db');
+  for (const db of [path, query]) {
+    if (db === null || db === '') continue;
+    if (!/^\d+$/.test(db)) throw new ConfigError(name, shown, 'the path must be a database number, e.g. /0');
+    if (Number(db) > MAX_REDIS_DB) {
+      throw new ConfigError(
+        name,
+        shown,
+        `database ${db} is out of range: use 0 to ${MAX_REDIS_DB} (a Redis has 16 databases unless its \`databases\` setting says otherwise, Redis Cluster only 0); to share one Redis between deployments, give each its own GRINDER_HA_LOCK_KEY instead`,
+      );
+    }
+  }
+}
+
+/** A host name as RFC 1123 allows it: dot-separated labels of letters, digits and inner hyphens. */
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+
+function validateHttpHost(host: string): void {
+  if (isIP(host) !== 0 || HOST_NAME.test(host)) return;
+  throw new ConfigError(
+    'GRINDER_HTTP_HOST',
+    host,
+    'must be an IP address of this machine (0.0.0.0 for every IPv4 interface, :: for every interface, 127.0.0.1 for local only) or a host name that resolves to one',
+  );
 }
 
 export function defaultInstanceId(): string {
@@ -200,6 +256,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       : readInt(env, 'GRINDER_METRICS_PORT', DEFAULTS.metricsPort, 1, 65_535);
 
   const httpHost = readString(env, 'GRINDER_HTTP_HOST', DEFAULTS.httpHost);
+  validateHttpHost(httpHost);
 
   const levelRaw = readString(env, 'GRINDER_LOG_LEVEL', DEFAULTS.logLevel).toLowerCase();
   if (!(LOG_LEVELS as readonly string[]).includes(levelRaw)) {

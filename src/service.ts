@@ -1,8 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type RequestListener, type Server } from 'node:http';
 import type { Logger } from 'pino';
-import type { Config } from './config';
-import { redactRedisUrl } from './config';
+import { CONFIG_EXIT_CODE, redactRedisUrl, redisTarget, type Config } from './config';
 import { systemClock } from './ha/clock';
 import { LeaderElector, errMessage } from './ha/elector';
 import { RedisLeaseLock } from './ha/redis-lock';
@@ -11,9 +10,11 @@ import { SoloLeader } from './ha/solo';
 import { leaseTiming } from './ha/timing';
 import { createHttpApp } from './http/app';
 import { createLogger } from './log';
+import { redisProblemReporter } from './redis-diagnose';
 import { InstrumentedLeaseLock } from './telemetry/instrumented-lock';
 import { createInstruments, observeState, type LiveStatsSource } from './telemetry/metrics';
 import type { OtelConfig } from './telemetry/otel-config';
+import { redisAttributes, traceRedisCommands } from './telemetry/redis-spans';
 import { startTelemetry } from './telemetry/sdk';
 import { VERSION } from './version';
 
@@ -60,7 +61,13 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   let redisLock: RedisLeaseLock | null = null;
   if (config.haEnabled) {
     const timing = leaseTiming(config.lockTtlMs, config.renewIntervalMs);
-    let lastConnectionError = '';
+    const target = redisTarget(config.redisUrl);
+    const problems = redisProblemReporter({
+      target,
+      shownUrl: redactRedisUrl(config.redisUrl),
+      log,
+      stopClient: () => redisLock?.client.disconnect(),
+    });
     redisLock = new RedisLeaseLock({
       redisUrl: config.redisUrl,
       lockKey: config.lockKey,
@@ -68,20 +75,13 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       session: randomBytes(8).toString('hex'),
       ttlMs: config.lockTtlMs,
       commandTimeoutMs: timing.commandTimeoutMs,
-      onConnectionError: (err) => {
-        // ioredis reports every reconnect attempt; say each distinct problem once.
-        if (err.message === lastConnectionError) return;
-        lastConnectionError = err.message;
-        log.warn({ err: err.message, redis: redactRedisUrl(config.redisUrl) }, 'Redis connection problem; the lock cannot be held until it is back');
-      },
+      onConnectionError: (err) => problems.onError(err),
     });
     redisLock.subscribe((event) => {
-      if (event === 'connected') {
-        lastConnectionError = '';
-        log.info({ redis: redactRedisUrl(config.redisUrl) }, 'Redis connection ready');
-      }
+      if (event === 'connected') problems.onReady();
     });
-    const lock = new InstrumentedLeaseLock(redisLock, telemetry.tracer, instruments, config.instanceId, log, () => systemClock.now());
+    if (telemetry.tracesExported) traceRedisCommands(redisLock.client, telemetry.tracer, target);
+    const lock = new InstrumentedLeaseLock(redisLock, telemetry.tracer, instruments, config.instanceId, log, () => systemClock.now(), redisAttributes(target));
     ha = new LeaderElector({ instanceId: config.instanceId, timing, lock, clock: systemClock, log, onTransition });
   } else {
     ha = new SoloLeader(config.instanceId, log, onTransition);
@@ -151,16 +151,41 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   };
 }
 
+/** A start-up failure with the exit code it deserves: 2 when only a configuration change can fix it. */
+export class StartupError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+    this.name = 'StartupError';
+  }
+}
+
 function listen(handler: RequestListener, host: string, port: number): Promise<Server> {
   return new Promise((resolve, reject) => {
     const server = createServer(handler);
     server.once('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EADDRINUSE') {
-        reject(new Error(`port ${port} on ${host} is already in use; stop what listens there or choose another port with GRINDER_METRICS_PORT or --metrics-port`));
-      } else if (err.code === 'EACCES') {
-        reject(new Error(`not allowed to listen on port ${port}; ports below 1024 need privileges, choose another with GRINDER_METRICS_PORT`));
-      } else {
-        reject(new Error(`cannot listen on ${host}:${port}: ${err.message}; check GRINDER_HTTP_HOST and GRINDER_METRICS_PORT`));
+      const where = `${host}:${port}`;
+      switch (err.code) {
+        case 'EADDRINUSE':
+          // Often a previous instance still stopping: a restart may well succeed, so not exit 2.
+          reject(new StartupError(`port ${port} on ${host} is already in use; stop what listens there or choose another port with GRINDER_METRICS_PORT or --metrics-port`, 1));
+          break;
+        case 'EACCES':
+          reject(new StartupError(`not allowed to listen on port ${port}; ports below 1024 need privileges, choose another with GRINDER_METRICS_PORT`, CONFIG_EXIT_CODE));
+          break;
+        case 'EADDRNOTAVAIL':
+          reject(new StartupError(`cannot listen on ${where}: GRINDER_HTTP_HOST=${host} is not an address of this machine; use 0.0.0.0 (every IPv4 interface), :: (every interface) or one of this machine's addresses`, CONFIG_EXIT_CODE));
+          break;
+        case 'ENOTFOUND':
+        case 'EAI_FAIL':
+        case 'EAI_NONAME':
+        case 'EAI_AGAIN':
+          reject(new StartupError(`cannot listen on ${where}: GRINDER_HTTP_HOST=${host} does not resolve to an address; use an IP address such as 0.0.0.0 or 127.0.0.1`, CONFIG_EXIT_CODE));
+          break;
+        default:
+          reject(new StartupError(`cannot listen on ${where}: ${err.message}; check GRINDER_HTTP_HOST and GRINDER_METRICS_PORT`, 1));
       }
     });
     server.listen(port, host, () => resolve(server));

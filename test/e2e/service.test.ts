@@ -1,43 +1,13 @@
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import { RedisServer } from '../support/redis';
-import { Replica } from '../support/replica';
+import { e2eKit } from '../support/e2e';
 import { freePort } from '../support/ports';
 import { sleep, waitFor } from '../support/wait';
 
 const TTL = 1_000;
 const RENEW = 250;
-const cleanups: (() => Promise<unknown>)[] = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-
-async function redis(opts: Parameters<typeof RedisServer.start>[0] = {}): Promise<RedisServer> {
-  const r = await RedisServer.start(opts);
-  cleanups.push(() => r.cleanup());
-  return r;
-}
-
-async function replica(env: Record<string, string>): Promise<Replica> {
-  const r = await Replica.start({ env });
-  cleanups.push(() => r.stop('SIGKILL'));
-  return r;
-}
-
-function haEnv(url: string, id: string, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    GRINDER_HA_ENABLED: 'true',
-    GRINDER_REDIS_URL: url,
-    GRINDER_HA_LOCK_TTL_MS: String(TTL),
-    GRINDER_HA_RENEW_INTERVAL_MS: String(RENEW),
-    GRINDER_INSTANCE_ID: id,
-    ...extra,
-  };
-}
-
-const becomes = (r: Replica, role: string, timeoutMs = TTL * 5): Promise<true> =>
-  waitFor(`${r.port} to be ${role}`, async () => ((await r.readyRole()) === role ? true : undefined), timeoutMs, 5);
+const { redis, replica, haEnv, becomes, onCleanup } = e2eKit(TTL, RENEW);
 
 describe('the service as containers run it (node dist/main.js)', () => {
   it('with HA disabled needs no Redis, is ACTIVE, and stops on SIGTERM with exit code 0', async () => {
@@ -123,7 +93,7 @@ describe('the service as containers run it (node dist/main.js)', () => {
     });
     const port = await freePort();
     await new Promise<void>((resolve) => receiver.listen(port, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise((resolve) => receiver.close(resolve)));
+    onCleanup(() => new Promise((resolve) => receiver.close(resolve)));
     const server = await redis();
     const r = await replica(haEnv(server.url, 'traced', { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_BSP_SCHEDULE_DELAY: '100' }));
     await becomes(r, 'active');

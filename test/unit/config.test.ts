@@ -1,9 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CONFIG_EXIT_CODE, ConfigError, loadConfig, redactRedisUrl, type Config } from '../../src/config';
+import { CONFIG_EXIT_CODE, ConfigError, loadConfig, redactRedisUrl, redisTarget, type Config } from '../../src/config';
+import { SETTINGS } from '../../src/usage';
 
 type Env = Record<string, string | undefined>;
 
@@ -267,6 +268,33 @@ describe('GRINDER_REDIS_URL', () => {
     }
   });
 
+  it('rejects user info without a colon (a password missing its colon), never showing it', () => {
+    for (const url of ['redis://SECRET@host:6379/0', 'rediss://SECRET@host/0']) {
+      const err = configError(() => loadConfig({ GRINDER_REDIS_URL: url }));
+      assert.equal(err.variable, 'GRINDER_REDIS_URL');
+      assert.match(err.rule, /no colon.*redis:\/\/:PASSWORD@host/);
+      assert.ok(!err.message.includes('SECRET'), err.message);
+    }
+    // An ACL user whose password is empty on purpose still has a way to say so.
+    assert.equal(loadConfig({ GRINDER_REDIS_URL: 'redis://alice:@host/0' }).redisUrl, 'redis://alice:@host/0');
+  });
+
+  it('rejects a database beyond 15 (Redis has 16 by default), in the path or the query', () => {
+    for (const url of ['redis://host/99', 'redis://host/16', 'redis://host?db=16']) {
+      const err = configError(() => loadConfig({ GRINDER_REDIS_URL: url }));
+      assert.equal(err.variable, 'GRINDER_REDIS_URL');
+      assert.match(err.rule, /out of range: use 0 to 15 \(a Redis has 16 databases/);
+      assert.match(err.rule, /GRINDER_HA_LOCK_KEY/);
+    }
+    assert.equal(loadConfig({ GRINDER_REDIS_URL: 'redis://host/15' }).redisUrl, 'redis://host/15');
+  });
+
+  it('knows where a URL points, without its credentials', () => {
+    assert.deepEqual(redisTarget('rediss://:pw@redis.example.com:6380/2'), { host: 'redis.example.com', port: 6380, db: 2, tls: true });
+    assert.deepEqual(redisTarget('redis://redis'), { host: 'redis', port: 6379, db: 0, tls: false });
+    assert.deepEqual(redisTarget('redis://[::1]:7000?db=3'), { host: '::1', port: 7000, db: 3, tls: false });
+  });
+
   it('never puts the password of the URL in a ConfigError', () => {
     const bad: string[] = [
       'redis://:s3cret@host:6379/x',
@@ -310,6 +338,8 @@ describe('redactRedisUrl', () => {
     ['redis://host:6379/0?password=s3cret&db=1', 'redis://host:6379/0?password=***&db=1'],
     ['redis://host:6379/0?sentinelPassword=s3cret', 'redis://host:6379/0?sentinelPassword=***'],
     ['redis:/:s3cret@host/0', 'redis:/:***@host/0'],
+    ['redis://SECRET@host:6379/0', 'redis://***@host:6379/0'],
+    ['redis:/SECRET@host/0', 'redis:/***@host/0'],
     ['not a url :s3cret@', '<unparsable Redis URL>'],
   ];
   for (const [url, shown] of cases) {
@@ -337,6 +367,17 @@ describe('other variables', () => {
       'x'.repeat(129),
       'must be 1 to 128 characters of letters, digits and _ . : @ -',
     );
+  });
+
+  it('rejects a GRINDER_HTTP_HOST that is neither an IP address nor a host name', () => {
+    for (const host of ['bad host', 'http://0.0.0.0', '0.0.0.0:9090', 'host_name', '-lead.example']) {
+      const err = configError(() => loadConfig({ GRINDER_HTTP_HOST: host }));
+      assert.equal(err.variable, 'GRINDER_HTTP_HOST');
+      assert.match(err.rule, /must be an IP address of this machine/);
+    }
+    for (const host of ['0.0.0.0', '::', '127.0.0.1', '::1', 'localhost', 'grinder-1.internal']) {
+      assert.equal(loadConfig({ GRINDER_HTTP_HOST: host }).httpHost, host);
+    }
   });
 
   it('rejects an unknown log level', () => {
@@ -369,6 +410,12 @@ describe('node dist/main.js with a bad configuration', () => {
     [{ GRINDER_HA_RENEW_INTERVAL_MS: '10000' }, 'GRINDER_HA_RENEW_INTERVAL_MS', '"10000"'],
     [{ GRINDER_METRICS_PORT: '65536' }, 'GRINDER_METRICS_PORT', '"65536"'],
     [{ GRINDER_REDIS_URL: 'not a url' }, 'GRINDER_REDIS_URL', '"<unparsable>"'],
+    [{ GRINDER_REDIS_URL: 'redis://SECRET@redis:6379/0' }, 'GRINDER_REDIS_URL', '"redis://***@redis:6379/0"'],
+    [{ GRINDER_REDIS_URL: 'redis://redis/99' }, 'GRINDER_REDIS_URL', '"redis://redis/99"'],
+    [{ GRINDER_HTTP_HOST: 'not a host' }, 'GRINDER_HTTP_HOST', '"not a host"'],
+    [{ OTEL_TRACES_EXPORTER: 'zipkin' }, 'OTEL_TRACES_EXPORTER', '"zipkin"'],
+    [{ OTEL_EXPORTER_OTLP_PROTOCOL: 'thrift' }, 'OTEL_EXPORTER_OTLP_PROTOCOL', '"thrift"'],
+    [{ OTEL_LOG_LEVEL: 'loud' }, 'OTEL_LOG_LEVEL', '"loud"'],
   ];
   for (const [env, variable, value] of cases) {
     it(`exits ${CONFIG_EXIT_CODE} with one stderr line naming ${variable}`, () => {
@@ -387,6 +434,34 @@ describe('node dist/main.js with a bad configuration', () => {
     const r = spawnSync(process.execPath, [MAIN_JS, '--metrics-port', '0'], { env: { PATH: process.env.PATH }, encoding: 'utf8', timeout: 20_000 });
     assert.equal(r.status, CONFIG_EXIT_CODE);
     assert.equal(r.stderr, 'grinder: invalid configuration: --metrics-port="0": must be a whole number from 1 to 65535\n');
+  });
+
+  // 192.0.2.1 is TEST-NET-1 (RFC 5737), never an address of this machine; .invalid never resolves (RFC 6761).
+  for (const [host, why] of [
+    ['192.0.2.1', 'is not an address of this machine'],
+    ['grinder.invalid', 'does not resolve to an address'],
+  ] as const) {
+    it(`exits ${CONFIG_EXIT_CODE} when GRINDER_HTTP_HOST=${host} cannot be listened on`, () => {
+      const r = run({ GRINDER_HTTP_HOST: host, GRINDER_METRICS_PORT: '19090' });
+      assert.equal(r.status, CONFIG_EXIT_CODE, r.stderr);
+      const lines = r.stderr.split('\n').filter((l) => l !== '');
+      assert.equal(lines.length, 1, r.stderr);
+      assert.ok(lines[0]?.startsWith(`grinder: could not start: cannot listen on ${host}:19090: GRINDER_HTTP_HOST=${host} ${why}`), lines[0]);
+    });
+  }
+
+  it('--help lists every setting and exits 0; --version prints the version', () => {
+    const help = spawnSync(process.execPath, [MAIN_JS, '--help'], { env: { PATH: process.env.PATH }, encoding: 'utf8', timeout: 20_000 });
+    assert.equal(help.status, 0);
+    assert.equal(help.stderr, '');
+    for (const s of SETTINGS) assert.ok(help.stdout.includes(`  ${s.name}  `), `--help lists ${s.name}`);
+    // Every variable the configuration reads is in the list.
+    const read = new Set(readFileSync(join(__dirname, '..', '..', 'src', 'config.ts'), 'utf8').match(/'GRINDER_[A-Z_]+'/g)?.map((m) => m.slice(1, -1)));
+    for (const name of read) assert.ok(SETTINGS.some((s) => s.name === name), `${name} is missing from SETTINGS`);
+    const version = spawnSync(process.execPath, [MAIN_JS, '--version'], { env: { PATH: process.env.PATH }, encoding: 'utf8', timeout: 20_000 });
+    assert.equal(version.status, 0);
+    const pkg = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+    assert.equal(version.stdout, `${pkg.version}\n`);
   });
 
   it('does not print the Redis password when it stops on a bad value', () => {

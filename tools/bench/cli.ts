@@ -10,9 +10,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem, type } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { RedisServer } from '../../test/support/redis';
 import { REPO_ROOT } from '../../test/support/replica';
 import { Resources } from './cleanup';
 import { Pair, type LeaseTimingConfig } from './cluster';
+import { costVsBaseline, type CostResult } from './cost';
 import { evaluateTargets, renderMarkdown, type BenchResult, type ConfigResult, type Machine } from './report';
 import { DistSnapshot } from './replica';
 import { crashFailover, gracefulHandover, loadAndMemory, redisRecovery, type LoadAndMemory } from './scenarios';
@@ -165,12 +167,22 @@ async function main(): Promise<void> {
   const configs: ConfigResult[] = [];
   let load: LoadAndMemory | null = null;
   const loadErrors: string[] = [];
+  let cost: CostResult | null = null;
   try {
     for (const [i, timing] of timings.entries()) {
       const r = await benchConfig(timing, opts, res, snapshot, i === timings.length - 1);
       configs.push(r.config);
       load = r.load ?? load;
       if (r.loadError) loadErrors.push(`load/memory: ${r.loadError}`);
+    }
+    log('\n== cost: GRINDER beside a minimal node:http + ioredis elector ==');
+    try {
+      const redis = res.redis(await RedisServer.start());
+      cost = await costVsBaseline(redis, snapshot, res, opts.connections, opts.loadSeconds * 1_000, opts.quick ? 1 : 3, log);
+      await res.releaseRedis(redis);
+    } catch (err) {
+      loadErrors.push(`cost: ${err instanceof Error ? err.message : String(err)}`);
+      log(`  cost comparison failed: ${loadErrors.at(-1) ?? ''}`);
     }
   } finally {
     await res.closeAll();
@@ -188,6 +200,7 @@ async function main(): Promise<void> {
     options: { trials: opts.trials, quick: opts.quick, connections: opts.connections, loadSeconds: opts.loadSeconds },
     configs,
     load,
+    cost,
     targets: evaluateTargets(configs),
     failures,
   };

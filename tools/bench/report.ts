@@ -1,4 +1,5 @@
 import type { LeaseTimingConfig } from './cluster';
+import { COST_TARGETS, type CostResult } from './cost';
 import type { CrashResult, GracefulResult, LoadAndMemory, LoadRun, RecoveryResult, Series } from './scenarios';
 
 export interface Machine {
@@ -34,6 +35,8 @@ export interface BenchResult {
   options: { trials: number; quick: boolean; connections: number; loadSeconds: number };
   configs: ConfigResult[];
   load: LoadAndMemory | null;
+  /** GRINDER beside the minimal node:http + ioredis elector. */
+  cost: CostResult | null;
   targets: Target[];
   failures: string[];
 }
@@ -138,6 +141,7 @@ export function renderMarkdown(r: BenchResult): string {
     lines.push(row(['ACTIVE, after the load', f(l.memoryMiB.activeAfterLoad)]));
     lines.push(row(['ACTIVE, peak (VmHWM)', f(l.memoryMiB.activePeak)]));
   }
+  if (r.cost) lines.push('', ...renderCost(r.cost, r.options.connections, r.options.loadSeconds));
   lines.push('');
   for (const c of r.configs) {
     lines.push(`Fresh Redis → first ACTIVE (${c.timing.ttlMs}/${c.timing.renewMs}, the data-loss barrier): ${f(c.firstActiveMs)} ms.`);
@@ -150,4 +154,22 @@ export function renderMarkdown(r: BenchResult): string {
     for (const x of r.failures) lines.push(`- ${x}`);
   }
   return lines.join('\n');
+}
+
+/** Whether the cost figures meet COST_TARGETS. */
+export function costMet(c: CostResult): { rss: boolean; readyz: boolean } {
+  return { rss: c.rssRatio <= COST_TARGETS.rssRatioMax, readyz: c.readyzRatio >= COST_TARGETS.readyzRatioMin };
+}
+
+function renderCost(c: CostResult, connections: number, loadSeconds: number): string[] {
+  const met = costMet(c);
+  const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] ?? NaN;
+  return [
+    `GRINDER beside a minimal node:http + ioredis elector (tools/bench/baseline-elector.mjs), both fresh on one Redis, each ACTIVE on its own key; /readyz with ${connections} connections for ${loadSeconds} s, ${c.rounds} round(s) each, taking turns (median):`,
+    '',
+    row(['Cost', 'GRINDER', 'Minimal elector', 'Ratio', 'Target', 'Met']),
+    row(['---', '---:', '---:', '---:', '---', '---']),
+    row(['Idle RSS (MiB)', f(c.rssMiB.grinder), f(c.rssMiB.baseline), f(c.rssRatio, 2), `≤ ${COST_TARGETS.rssRatioMax}×`, met.rss ? '**yes**' : '**NO**']),
+    row(['GET /readyz (requests/s)', f(med(c.readyzRps.grinder), 0), f(med(c.readyzRps.baseline), 0), f(c.readyzRatio, 2), `≥ ${COST_TARGETS.readyzRatioMin}×`, met.readyz ? '**yes**' : '**NO**']),
+  ];
 }

@@ -22,6 +22,9 @@ import {
   type SpanExporter,
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace';
+import type * as OtlpGrpc from '@opentelemetry/exporter-trace-otlp-grpc';
+import type * as OtlpJson from '@opentelemetry/exporter-trace-otlp-http';
+import type * as OtlpProto from '@opentelemetry/exporter-trace-otlp-proto';
 import type { Logger } from 'pino';
 import { PinoDiagLogger, pinoLevelFor } from './diag';
 import { METER_NAME, TRACER_NAME } from './names';
@@ -145,15 +148,15 @@ function batchProcessor(otel: OtelConfig): SpanProcessor {
 function otlpExporter(protocol: OtlpProtocol): SpanExporter {
   switch (protocol) {
     case 'http/protobuf': {
-      const m = require('@opentelemetry/exporter-trace-otlp-proto') as typeof import('@opentelemetry/exporter-trace-otlp-proto');
+      const m = require('@opentelemetry/exporter-trace-otlp-proto') as typeof OtlpProto;
       return new m.OTLPTraceExporter();
     }
     case 'http/json': {
-      const m = require('@opentelemetry/exporter-trace-otlp-http') as typeof import('@opentelemetry/exporter-trace-otlp-http');
+      const m = require('@opentelemetry/exporter-trace-otlp-http') as typeof OtlpJson;
       return new m.OTLPTraceExporter();
     }
     case 'grpc': {
-      const m = require('@opentelemetry/exporter-trace-otlp-grpc') as typeof import('@opentelemetry/exporter-trace-otlp-grpc');
+      const m = require('@opentelemetry/exporter-trace-otlp-grpc') as typeof OtlpGrpc;
       return new m.OTLPTraceExporter();
     }
   }

@@ -29,40 +29,38 @@ export interface JsonSpan {
  * success and keeping what it got.
  */
 export class OtlpReceiver {
-  readonly requests: OtlpRequest[] = [];
-
   private constructor(
     readonly url: string,
     private readonly server: Server | Http2Server,
+    readonly requests: OtlpRequest[],
   ) {}
 
   static async http(): Promise<OtlpReceiver> {
     const port = await freePort();
-    let receiver: OtlpReceiver | undefined;
+    const requests: OtlpRequest[] = [];
     const server = createHttpServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        receiver?.requests.push({ path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks) });
+        requests.push({ path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks) });
         const json = String(req.headers['content-type']).includes('json');
         res.writeHead(200, { 'content-type': json ? 'application/json' : 'application/x-protobuf' }).end(json ? '{}' : '');
       });
     });
     await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-    receiver = new OtlpReceiver(`http://127.0.0.1:${port}`, server);
-    return receiver;
+    return new OtlpReceiver(`http://127.0.0.1:${port}`, server, requests);
   }
 
   static async grpc(): Promise<OtlpReceiver> {
     const port = await freePort();
-    let receiver: OtlpReceiver | undefined;
+    const requests: OtlpRequest[] = [];
     const server = createHttp2Server();
     server.on('stream', (stream, headers) => {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', () => {
         const framed = Buffer.concat(chunks);
-        receiver?.requests.push({ path: String(headers[':path']), headers: headers as IncomingHttpHeaders, body: framed.subarray(5) });
+        requests.push({ path: String(headers[':path']), headers: headers as IncomingHttpHeaders, body: framed.subarray(5) });
         stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
         stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
         // An empty ExportTraceServiceResponse: not compressed, length 0.
@@ -70,8 +68,7 @@ export class OtlpReceiver {
       });
     });
     await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-    receiver = new OtlpReceiver(`http://127.0.0.1:${port}`, server);
-    return receiver;
+    return new OtlpReceiver(`http://127.0.0.1:${port}`, server, requests);
   }
 
   /** Every payload as latin1 text: span names and attribute strings appear verbatim in protobuf too. */

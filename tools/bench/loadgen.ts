@@ -88,7 +88,7 @@ async function run(args: Args): Promise<LoadResult> {
         return;
       }
       if (cpuAtStart === null && t0 >= measureFrom) cpuAtStart = process.cpuUsage();
-      let status = 0;
+      let status: number;
       try {
         status = await conn.get();
       } catch {

@@ -170,7 +170,7 @@ class Harness {
 
   async run(): Promise<ChaosOutcome> {
     this.startMonoMs = monoNow();
-    let endMonoMs = this.startMonoMs;
+    let endMonoMs: number;
     try {
       await this.setUp();
       await this.faultPhase();
@@ -443,7 +443,7 @@ class Harness {
       }
       this.snapshots.push(got);
     } catch (err) {
-      if (required) throw new Error(`cannot snapshot the stream: ${err instanceof Error ? err.message : String(err)}`);
+      if (required) throw new Error(`cannot snapshot the stream: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
   }
 

@@ -458,6 +458,9 @@ describe('node dist/main.js with a bad configuration', () => {
     // Every variable the configuration reads is in the list.
     const read = new Set(readFileSync(join(__dirname, '..', '..', 'src', 'config.ts'), 'utf8').match(/'GRINDER_[A-Z_]+'/g)?.map((m) => m.slice(1, -1)));
     for (const name of read) assert.ok(SETTINGS.some((s) => s.name === name), `${name} is missing from SETTINGS`);
+    // …and the README's configuration table documents each of them.
+    const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
+    for (const s of SETTINGS) assert.ok(readme.includes(`| \`${s.name}\``) || readme.includes(`\`${s.name}\`, `), `README.md does not document ${s.name}`);
     const version = spawnSync(process.execPath, [MAIN_JS, '--version'], { env: { PATH: process.env.PATH }, encoding: 'utf8', timeout: 20_000 });
     assert.equal(version.status, 0);
     const pkg = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };

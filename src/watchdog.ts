@@ -26,7 +26,7 @@ const { workerData } = require('node:worker_threads');
 const { writeSync } = require('node:fs');
 setTimeout(() => {
   try {
-    writeSync(2, workerData.line);
+    writeSync(2, JSON.stringify({ level: 'error', time: new Date().toISOString(), ...workerData.fields }) + '\\n');
   } catch {
     // stderr is gone as well: kill without a word.
   }
@@ -39,14 +39,12 @@ setTimeout(() => {
  * begins, not at start-up: an idle thread would cost several MiB for the process' whole life.
  */
 export function armShutdownWatchdog(deadlineMs: number, instanceId: string): void {
-  const line = `${JSON.stringify({
-    level: 'error',
-    time: new Date(Date.now() + deadlineMs).toISOString(),
+  const fields = {
     service: 'grinder',
     instance_id: instanceId,
     deadline_ms: deadlineMs,
     msg: 'graceful stop took too long (the process is stuck); killing it with SIGKILL; a lease it still holds expires after one TTL',
-  })}\n`;
-  const worker = new Worker(WATCHDOG_SOURCE, { eval: true, workerData: { pid: process.pid, deadlineMs, line }, stdout: true, stderr: true });
+  };
+  const worker = new Worker(WATCHDOG_SOURCE, { eval: true, workerData: { pid: process.pid, deadlineMs, fields }, stdout: true, stderr: true });
   worker.unref();
 }

@@ -272,7 +272,7 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 
 async function main() {
   redis.port = Number(process.env.GRINDER_LOCAL_REDIS_PORT ?? (await freePort()));
-  if (redis.port === 6379) fail('refusing to use port 6379: that is the machine\'s own Redis');
+  if (redis.port === 6379) fail("refusing to use port 6379: that is the machine's own Redis");
   await startRedis();
   say(`Redis: redis://127.0.0.1:${redis.port}/0 (appendonly, data in ${dir})`);
   for (const r of replicas) {

@@ -24,10 +24,10 @@ if (files.length === 0) {
 }
 // A hung test (or a file kept alive by a socket a failing test forgot) must fail the run, not use
 // up CI's 90 minutes: each test gets 3 minutes, the whole run 40.
-const r = spawnSync(
-  process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-timeout=180000', '--test-reporter=spec', ...files],
-  { stdio: 'inherit', timeout: 40 * 60 * 1000, killSignal: 'SIGKILL' },
-);
+const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-timeout=180000', '--test-reporter=spec', ...files], {
+  stdio: 'inherit',
+  timeout: 40 * 60 * 1000,
+  killSignal: 'SIGKILL',
+});
 if (r.error) console.error(`test run aborted: ${r.error.message}`);
 process.exit(r.status ?? 1);

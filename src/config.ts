@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
 import { leaseTiming } from './ha/timing';
 import { leaseKeys, sharesLockSlot } from './redis/keys';
 import { parseRedisTarget, RedisUrlError, type RedisTarget } from './redis/target';
@@ -106,8 +107,11 @@ function readString(env: Env, name: string, fallback: string): string {
 /**
  * Redis URLs carry passwords: anything shown to a human goes through this first. A password can
  * sit in the userinfo (redis://:pw@host) or, since ioredis merges query parameters into its
- * options, in the query (redis://host?password=pw). A URL without a host (a typo such as
- * redis:/:pw@host) has no userinfo to the URL parser, so there the text before an @ is hidden.
+ * options, in the query (redis://host?password=pw). User info without a colon
+ * (redis://SECRET@host) is almost always a password written without its colon, so it is hidden
+ * too; a user name beside a password (redis://default:pw@host) is shown. A URL without a host (a
+ * typo such as redis:/:pw@host) has no userinfo to the URL parser, so there the text before an @
+ * is hidden.
  */
 export function redactRedisUrl(url: string): string {
   const multi = /^(rediss?\+(?:sentinel|cluster):\/\/)([^@/?#]*@)?(.*)$/s.exec(url);
@@ -125,11 +129,40 @@ export function redactRedisUrl(url: string): string {
     return '<unparsable Redis URL>';
   }
   if (u.password) u.password = '***';
+  else if (u.username) u.username = '***';
   for (const key of [...new Set(u.searchParams.keys())]) {
-    if (/pass|secret|token|auth/i.test(key)) u.searchParams.set(key, '***');
+    if (/pass|secret|token|auth|user/i.test(key)) u.searchParams.set(key, '***');
   }
   const shown = u.toString();
-  return u.host === '' ? shown.replace(/:[^:@/]*@/g, ':***@') : shown;
+  return u.host === '' ? shown.replace(/:[^:@/]*@/g, ':***@').replace(/\/[^/:@]+@/g, '/***@') : shown;
+}
+
+/** Redis' default `databases 16`: the numbers every Redis accepts (Redis Cluster only has 0). */
+export const MAX_REDIS_DB = 15;
+
+/** Where the lease's Redis is, for diagnostics and span attributes; never the credentials. */
+export interface RedisEndpoint {
+  host: string;
+  port: number;
+  db: number;
+  tls: boolean;
+}
+
+/** One Redis: its host; Sentinel and Cluster: the first Sentinel or seed node (the master moves). */
+export function redisEndpoint(target: RedisTarget): RedisEndpoint {
+  if (target.mode === 'standalone') {
+    const u = new URL(target.url);
+    const dbText = u.pathname.replace(/^\//, '') || u.searchParams.get('db') || '0';
+    return {
+      // new URL() keeps the brackets of an IPv6 literal; clients and semantic conventions want without.
+      host: u.hostname.replace(/^\[(.*)\]$/, '$1'),
+      port: u.port === '' ? 6379 : Number(u.port),
+      db: Number(dbText),
+      tls: target.tls,
+    };
+  }
+  const first = target.mode === 'sentinel' ? target.sentinels[0] : target.nodes[0];
+  return { host: first?.host ?? '', port: first?.port ?? 0, db: target.mode === 'sentinel' ? target.db : 0, tls: target.tls };
 }
 
 function validateRedisUrl(raw: string, env: Env): RedisTarget {
@@ -148,15 +181,41 @@ function validateRedisUrl(raw: string, env: Env): RedisTarget {
     u = new URL(raw);
   } catch {
     // The value may carry a password; show its shape only.
-    throw new ConfigError(name, '<unparsable>', 'must be a URL such as redis://[:password@]host:6379/0, rediss://…, redis+sentinel://host:26379/mymaster or redis+cluster://host:6379');
+    throw new ConfigError(
+      name,
+      '<unparsable>',
+      'must be a URL such as redis://[:password@]host:6379/0, rediss://…, redis+sentinel://host:26379/mymaster or redis+cluster://host:6379',
+    );
   }
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
     throw new ConfigError(name, shown, 'the scheme must be redis://, rediss:// (TLS), redis+sentinel:// or redis+cluster://');
   }
   if (u.hostname === '') throw new ConfigError(name, shown, 'the URL must name a host, e.g. redis://redis:6379/0');
-  const db = u.pathname.replace(/^\//, '');
-  if (db !== '' && !/^\d+$/.test(db)) {
-    throw new ConfigError(name, shown, 'the path must be a database number, e.g. /0');
+  if (
+    u.username !== '' &&
+    !raw
+      .slice(0, raw.indexOf('@'))
+      .slice(u.protocol.length + 2)
+      .includes(':')
+  ) {
+    throw new ConfigError(
+      name,
+      shown,
+      'the user info has no colon, so the Redis client would send it as a user name with an empty password; write redis://:PASSWORD@host for a password, or redis://USER:PASSWORD@host for an ACL user',
+    );
+  }
+  const path = u.pathname.replace(/^\//, '');
+  const query = u.searchParams.get('db');
+  for (const db of [path, query]) {
+    if (db === null || db === '') continue;
+    if (!/^\d+$/.test(db)) throw new ConfigError(name, shown, 'the path must be a database number, e.g. /0');
+    if (Number(db) > MAX_REDIS_DB) {
+      throw new ConfigError(
+        name,
+        shown,
+        `database ${db} is out of range: use 0 to ${MAX_REDIS_DB} (a Redis has 16 databases unless its \`databases\` setting says otherwise, Redis Cluster only 0); to share one Redis between deployments, give each its own GRINDER_HA_LOCK_KEY instead`,
+      );
+    }
   }
   return parseRedisTarget(raw, env);
 }
@@ -164,18 +223,31 @@ function validateRedisUrl(raw: string, env: Env): RedisTarget {
 function readMinReplicas(env: Env): number | 'auto' {
   const raw = env.GRINDER_REDIS_MIN_REPLICAS;
   if (raw === undefined || raw.trim() === '' || raw.trim().toLowerCase() === 'auto') return 'auto';
-  if (!/^\s*\d+\s*$/.test(raw)) throw new ConfigError('GRINDER_REDIS_MIN_REPLICAS', raw, 'must be auto (every connected replica, up to one) or a whole number from 0 to 16');
+  if (!/^\s*\d+\s*$/.test(raw))
+    throw new ConfigError('GRINDER_REDIS_MIN_REPLICAS', raw, 'must be auto (every connected replica, up to one) or a whole number from 0 to 16');
   return parseIntInRange('GRINDER_REDIS_MIN_REPLICAS', raw, 0, 16, '');
 }
 
-const CLUSTER_RULE = /^[A-Za-z0-9_.:@\/-]{1,128}$/;
+const CLUSTER_RULE = /^[A-Za-z0-9_.:@/-]{1,128}$/;
 
 /**
  * The default cluster name is the lock key: replicas that compete for one lease are one cluster.
  * Characters a cluster name may not contain become `_`, so any valid lock key yields a valid name.
  */
 export function defaultCluster(lockKey: string): string {
-  return lockKey.replace(/[^A-Za-z0-9_.:@\/-]/g, '_').slice(0, 128);
+  return lockKey.replace(/[^A-Za-z0-9_.:@/-]/g, '_').slice(0, 128);
+}
+
+/** A host name as RFC 1123 allows it: dot-separated labels of letters, digits and inner hyphens. */
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+
+function validateHttpHost(host: string): void {
+  if (isIP(host) !== 0 || HOST_NAME.test(host)) return;
+  throw new ConfigError(
+    'GRINDER_HTTP_HOST',
+    host,
+    'must be an IP address of this machine (0.0.0.0 for every IPv4 interface, :: for every interface, 127.0.0.1 for local only) or a host name that resolves to one',
+  );
 }
 
 export function defaultInstanceId(): string {
@@ -198,7 +270,11 @@ function metricsPortFromArgs(argv: readonly string[]): string | undefined {
     } else {
       // Show the option name only: a mistyped --redis-url=redis://:secret@… must not be echoed.
       const shown = a.startsWith('-') ? a.replace(/=.*$/s, '=…') : '<value>';
-      throw new ConfigError('argument', shown, 'unknown argument; the only option is --metrics-port N (everything else is configured through GRINDER_* environment variables)');
+      throw new ConfigError(
+        'argument',
+        shown,
+        'unknown argument; the only option is --metrics-port N (everything else is configured through GRINDER_* environment variables)',
+      );
     }
   }
   return port;
@@ -246,11 +322,10 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
 
   const portArg = metricsPortFromArgs(argv);
   const metricsPort =
-    portArg !== undefined
-      ? parseIntInRange('--metrics-port', portArg, 1, 65_535, '')
-      : readInt(env, 'GRINDER_METRICS_PORT', DEFAULTS.metricsPort, 1, 65_535);
+    portArg !== undefined ? parseIntInRange('--metrics-port', portArg, 1, 65_535, '') : readInt(env, 'GRINDER_METRICS_PORT', DEFAULTS.metricsPort, 1, 65_535);
 
   const httpHost = readString(env, 'GRINDER_HTTP_HOST', DEFAULTS.httpHost);
+  validateHttpHost(httpHost);
 
   const levelRaw = readString(env, 'GRINDER_LOG_LEVEL', DEFAULTS.logLevel).toLowerCase();
   if (!(LOG_LEVELS as readonly string[]).includes(levelRaw)) {

@@ -1,26 +1,51 @@
 #!/usr/bin/env node
+// First: the stdio and signal guards must be in place before anything can write or be signalled.
+import { onIgnoredSignal } from './process-guards';
 import { CONFIG_EXIT_CODE, ConfigError, loadConfig, type Config } from './config';
-import { startService } from './service';
 import { liveLeaderWork } from './live/live-loop';
+import { startService, StartupError } from './service';
+import { readOtelConfig, type OtelConfig } from './telemetry/otel-config';
+import { usage } from './usage';
+import { VERSION } from './version';
+import { armShutdownWatchdog, shutdownDeadlineMs } from './watchdog';
 
-/** How long a graceful stop may take before the process exits anyway. */
-const SHUTDOWN_DEADLINE_MS = 5_000;
+/** Signals that stop the replica gracefully: the lease is released first, so the next one takes over at once. */
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT'] as const;
+
+function fail(message: string, code: number): never {
+  process.stderr.write(`grinder: ${message}\n`);
+  process.exit(code);
+}
 
 async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(usage());
+    process.exit(0);
+  }
+  if (argv.includes('--version') || argv.includes('-V')) {
+    process.stdout.write(`${VERSION}\n`);
+    process.exit(0);
+  }
+
   let config: Config;
+  let otel: OtelConfig;
   try {
-    config = loadConfig(process.env, process.argv.slice(2));
+    config = loadConfig(process.env, argv);
+    otel = readOtelConfig(process.env);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`grinder: ${err.message}\n`);
-      process.exit(CONFIG_EXIT_CODE);
-    }
+    if (err instanceof ConfigError) fail(err.message, CONFIG_EXIT_CODE);
     throw err;
   }
 
   const service = await startService(config, {
     env: process.env,
+    otel,
     leaderWork: (deps) => liveLeaderWork(config, deps),
+  }).catch((err: unknown) => {
+    if (err instanceof ConfigError) fail(err.message, CONFIG_EXIT_CODE);
+    if (err instanceof StartupError) fail(`could not start: ${err.message}`, err.exitCode);
+    throw err;
   });
   const { log } = service;
 
@@ -30,15 +55,20 @@ async function main(): Promise<void> {
     log.error({ err: reason instanceof Error ? reason.message : String(reason) }, 'unhandled promise rejection');
   });
 
-  let signalled = false;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (signalled) return;
-    signalled = true;
-    log.info({ signal }, 'shutting down');
-    setTimeout(() => {
-      log.error({ deadline_ms: SHUTDOWN_DEADLINE_MS }, 'graceful shutdown took too long; exiting anyway');
-      process.exit(1);
-    }, SHUTDOWN_DEADLINE_MS).unref();
+  onIgnoredSignal((signal) => {
+    log.info({ signal }, signal === 'SIGUSR1' ? 'SIGUSR1 ignored: the Node inspector stays closed' : `${signal} ignored`);
+  });
+
+  let stopping = false;
+  const onStopSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      log.info({ signal }, 'already stopping');
+      return;
+    }
+    stopping = true;
+    const deadlineMs = shutdownDeadlineMs(config);
+    armShutdownWatchdog(deadlineMs, config.instanceId);
+    log.info({ signal, deadline_ms: deadlineMs }, 'shutting down');
     service.stop().then(
       () => process.exit(0),
       (err: unknown) => {
@@ -47,11 +77,9 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  for (const signal of STOP_SIGNALS) process.on(signal, onStopSignal);
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`grinder: could not start: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
+  fail(`could not start: ${err instanceof Error ? err.message : String(err)}`, 1);
 });

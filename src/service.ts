@@ -1,8 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type RequestListener, type Server } from 'node:http';
 import type { Logger } from 'pino';
-import type { Config } from './config';
-import { redactRedisUrl } from './config';
+import { CONFIG_EXIT_CODE, redactRedisUrl, redisEndpoint, type Config } from './config';
 import { systemClock } from './ha/clock';
 import { LeaderElector, errMessage } from './ha/elector';
 import { RedisLeaseLock } from './ha/redis-lock';
@@ -11,9 +10,12 @@ import { SoloLeader } from './ha/solo';
 import { leaseTiming } from './ha/timing';
 import { createHttpApp, isReady } from './http/app';
 import { createLogger } from './log';
+import { redisProblemReporter } from './redis-diagnose';
 import { InstrumentedLeaseLock } from './telemetry/instrumented-lock';
 import { FencedStream } from './live/fence';
 import { createInstruments, observeState } from './telemetry/metrics';
+import type { OtelConfig } from './telemetry/otel-config';
+import { redisAttributes, traceRedisCommands } from './telemetry/redis-spans';
 import { startTelemetry } from './telemetry/sdk';
 import { VERSION } from './version';
 import type { LeaderWorkDeps, LeaderWorkPlugin } from './work';
@@ -28,6 +30,8 @@ export interface RunningService {
 
 export interface ServiceOptions {
   env: Record<string, string | undefined>;
+  /** The validated OTEL_* settings (main reads them with the rest of the configuration). */
+  otel?: OtelConfig;
   /** The work to run while ACTIVE (main wires the built-in live loop through this). */
   leaderWork?: (deps: LeaderWorkDeps) => LeaderWorkPlugin | null;
 }
@@ -37,7 +41,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   const startedAt = systemClock.now();
   const uptimeSeconds = (): number => (systemClock.now() - startedAt) / 1000;
   const log = createLogger(config.logLevel, config.instanceId);
-  const telemetry = startTelemetry({ instanceId: config.instanceId, cluster: config.cluster, version: VERSION, env: opts.env });
+  const telemetry = startTelemetry({ instanceId: config.instanceId, cluster: config.cluster, version: VERSION, env: opts.env, otel: opts.otel, log });
   const instruments = createInstruments(telemetry.meter, {
     lockTtlMs: config.haEnabled ? config.lockTtlMs : null,
     live: config.haEnabled && config.live.enabled,
@@ -48,9 +52,16 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   let redisLock: RedisLeaseLock | null = null;
   if (config.haEnabled) {
     const timing = leaseTiming(config.lockTtlMs, config.renewIntervalMs);
-    let lastConnectionError = '';
     let lastFacts = '';
     let lastMasterChanges = 0;
+    const target = redisEndpoint(config.redis);
+    const problems = redisProblemReporter({
+      target,
+      shownUrl: redactRedisUrl(config.redisUrl),
+      log,
+      // For good: a refused SELECT must not be retried (the lock's own reconnects would).
+      stopClient: () => void redisLock?.close(),
+    });
     redisLock = new RedisLeaseLock({
       target: config.redis,
       minReplicas: config.minReplicas,
@@ -62,7 +73,10 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       onFacts: (facts) => {
         if (facts.masterChanges > lastMasterChanges) {
           lastMasterChanges = facts.masterChanges;
-          log.warn({ redis_master: facts.master, master_changes: facts.masterChanges }, 'the Redis master changed (failover); standbys wait a full TTL before taking over unless the holder renews its own lease');
+          log.warn(
+            { redis_master: facts.master, master_changes: facts.masterChanges },
+            'the Redis master changed (failover); standbys wait a full TTL before taking over unless the holder renews its own lease',
+          );
         }
         // Said once per distinct finding: every reconnect reads it again.
         const finding = `${facts.maxmemoryPolicy}|${facts.durable}`;
@@ -83,23 +97,25 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
         }
       },
       onReplication: (acked) => instruments.replicaAck(acked),
-      onConnectionError: (err) => {
-        // ioredis reports every reconnect attempt; say each distinct problem once.
-        if (err.message === lastConnectionError) return;
-        lastConnectionError = err.message;
-        log.warn({ err: err.message, redis: redactRedisUrl(config.redisUrl) }, 'Redis connection problem; the lock cannot be held until it is back');
-      },
+      onConnectionError: (err) => problems.onError(err),
     });
     redisLock.subscribe((event) => {
-      if (event.kind === 'connected') {
-        lastConnectionError = '';
-        log.info({ redis: redactRedisUrl(config.redisUrl) }, 'Redis connection ready');
-      }
+      if (event.kind === 'connected') problems.onReady();
     });
+    if (telemetry.tracesExported) traceRedisCommands(redisLock.client, telemetry.tracer, target);
     // An operation starts at least every renew interval and ends within a command timeout; one
     // more command timeout is slack for a late timer on a busy host.
     const answerWithinMs = timing.renewIntervalMs + 2 * timing.commandTimeoutMs;
-    const lock = new InstrumentedLeaseLock(redisLock, telemetry.tracer, instruments, config.instanceId, log, () => systemClock.now(), answerWithinMs);
+    const lock = new InstrumentedLeaseLock(
+      redisLock,
+      telemetry.tracer,
+      instruments,
+      config.instanceId,
+      log,
+      () => systemClock.now(),
+      answerWithinMs,
+      redisAttributes(target),
+    );
     // Every election line (role changes, lease failures) names the lock key, so the runbook's
     // `docker logs … | grep -i lock` shows them all.
     const electionLog = log.child({ lock_key: config.lockKey });
@@ -148,8 +164,8 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     },
     metricsText: () => telemetry.metricsText(),
     uptimeSeconds,
+    onError: (err) => log.error({ err: errMessage(err) }, 'HTTP handler failed'),
   });
-  app.on('error', (err: unknown) => log.error({ err: errMessage(err) }, 'HTTP handler failed'));
 
   const server = await listen(app.callback(), config.httpHost, config.metricsPort);
   log.info(
@@ -188,16 +204,61 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
   };
 }
 
+/** A start-up failure with the exit code it deserves: 2 when only a configuration change can fix it. */
+export class StartupError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+    this.name = 'StartupError';
+  }
+}
+
 function listen(handler: RequestListener, host: string, port: number): Promise<Server> {
   return new Promise((resolve, reject) => {
     const server = createServer(handler);
     server.once('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EADDRINUSE') {
-        reject(new Error(`port ${port} on ${host} is already in use; stop what listens there or choose another port with GRINDER_METRICS_PORT or --metrics-port`));
-      } else if (err.code === 'EACCES') {
-        reject(new Error(`not allowed to listen on port ${port}; ports below 1024 need privileges, choose another with GRINDER_METRICS_PORT`));
-      } else {
-        reject(new Error(`cannot listen on ${host}:${port}: ${err.message}; check GRINDER_HTTP_HOST and GRINDER_METRICS_PORT`));
+      const where = `${host}:${port}`;
+      switch (err.code) {
+        case 'EADDRINUSE':
+          // Often a previous instance still stopping: a restart may well succeed, so not exit 2.
+          reject(
+            new StartupError(
+              `port ${port} on ${host} is already in use; stop what listens there or choose another port with GRINDER_METRICS_PORT or --metrics-port`,
+              1,
+            ),
+          );
+          break;
+        case 'EACCES':
+          reject(
+            new StartupError(
+              `not allowed to listen on port ${port}; ports below 1024 need privileges, choose another with GRINDER_METRICS_PORT`,
+              CONFIG_EXIT_CODE,
+            ),
+          );
+          break;
+        case 'EADDRNOTAVAIL':
+          reject(
+            new StartupError(
+              `cannot listen on ${where}: GRINDER_HTTP_HOST=${host} is not an address of this machine; use 0.0.0.0 (every IPv4 interface), :: (every interface) or one of this machine's addresses`,
+              CONFIG_EXIT_CODE,
+            ),
+          );
+          break;
+        case 'ENOTFOUND':
+        case 'EAI_FAIL':
+        case 'EAI_NONAME':
+        case 'EAI_AGAIN':
+          reject(
+            new StartupError(
+              `cannot listen on ${where}: GRINDER_HTTP_HOST=${host} does not resolve to an address; use an IP address such as 0.0.0.0 or 127.0.0.1`,
+              CONFIG_EXIT_CODE,
+            ),
+          );
+          break;
+        default:
+          reject(new StartupError(`cannot listen on ${where}: ${err.message}; check GRINDER_HTTP_HOST and GRINDER_METRICS_PORT`, 1));
       }
     });
     server.listen(port, host, () => resolve(server));

@@ -397,7 +397,11 @@ export class LeaderElector implements HaStatusSource {
         // Free for us right now: take it with the next call instead of reporting STANDBY in between.
         if (this.watch.eligibleVer(receivedAt) === r.ver && receivedAt >= this.backoffUntil) return 0;
         const reason =
-          r.state === 'held' ? `lock held by ${r.instanceId}` : r.state === 'barrier' ? 'waiting out the lock barrier' : 'lock released; waiting to be sure nobody still leads';
+          r.state === 'held'
+            ? `lock held by ${r.instanceId}`
+            : r.state === 'barrier'
+              ? 'waiting out the lock barrier'
+              : 'lock released; waiting to be sure nobody still leads';
         this.setRole('standby', reason);
         return this.standbyDelay(receivedAt);
       }
@@ -416,14 +420,21 @@ export class LeaderElector implements HaStatusSource {
         this.seen = { state: 'foreign', holder: null, token: null };
         this.watch.saw(result.ver, receivedAt, this.waitFor(0, 0));
         if (firstTimeSeen) {
-          log.error({ detail: result.detail, lock_key: lock.lockKey }, 'the lock key holds something that is not a GRINDER lease record; it is replaced once it has stood still for the longest TTL');
+          log.error(
+            { detail: result.detail, lock_key: lock.lockKey },
+            'the lock key holds something that is not a GRINDER lease record; it is replaced once it has stood still for the longest TTL',
+          );
         }
         this.setRole('standby', 'lock key holds something else');
         return this.standbyDelay(receivedAt);
       }
       case 'anomaly':
         this.seen = { state: 'anomaly', holder: null, token: null };
-        if (firstTimeSeen) log.error({ reason: result.reason, detail: result.detail, lock_key: lock.lockKey }, 'the lock key cannot be used; nobody leads until an operator fixes it');
+        if (firstTimeSeen)
+          log.error(
+            { reason: result.reason, detail: result.detail, lock_key: lock.lockKey },
+            'the lock key cannot be used; nobody leads until an operator fixes it',
+          );
         this.setRole('standby', 'lock key holds something else');
         return timing.renewIntervalMs;
     }
@@ -496,7 +507,10 @@ export class LeaderElector implements HaStatusSource {
   private onUnavailable(err: unknown, operation: LockOperation): void {
     // The instrumented lock already logged and counted it; here only what the elector does next.
     const reason = err instanceof LockUnavailableError ? err.reason : 'unexpected';
-    this.opts.log.debug({ operation, reason }, `lease ${operation} got no answer; ${operation === 'renew' ? 'keeping the lease until its deadline' : 'staying STANDBY'}`);
+    this.opts.log.debug(
+      { operation, reason },
+      `lease ${operation} got no answer; ${operation === 'renew' ? 'keeping the lease until its deadline' : 'staying STANDBY'}`,
+    );
   }
 
   private enforceDeadline(): void {

@@ -112,9 +112,7 @@ export type AcquireResult =
   /** Something the elector must never overwrite or cannot use: it waits and says why. */
   | { kind: 'anomaly'; reason: Extract<LockFailureReason, 'wrong_type' | 'invalid_value'>; detail: string };
 
-export type RenewResult =
-  | { kind: 'renewed'; lease: Lease }
-  | { kind: 'lost'; found: string; holder: Holder | null };
+export type RenewResult = { kind: 'renewed'; lease: Lease } | { kind: 'lost'; found: string; holder: Holder | null };
 
 export type ReleaseResult = { kind: 'released'; ver: string } | { kind: 'not_held' };
 

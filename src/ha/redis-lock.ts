@@ -146,7 +146,19 @@ export class RedisLeaseLock implements LeaseLock {
     const k = this.keys;
     await this.factsRead;
     const reply = await this.call('acquire', () =>
-      this.redis.grinderAcquire(k.record, k.counter, k.fence, session, instanceId, ttlMs, request.expectedVer ?? '', request.floor, request.barrierMs, newVersion(), k.events),
+      this.redis.grinderAcquire(
+        k.record,
+        k.counter,
+        k.fence,
+        session,
+        instanceId,
+        ttlMs,
+        request.expectedVer ?? '',
+        request.floor,
+        request.barrierMs,
+        newVersion(),
+        k.events,
+      ),
     );
     const result = this.mapped('acquire', () => mapAcquireReply(reply, session));
     if (result.kind === 'acquired' || result.kind === 'barrier') {
@@ -171,16 +183,12 @@ export class RedisLeaseLock implements LeaseLock {
   }
 
   async release(lease: Lease): Promise<ReleaseResult> {
-    const reply = await this.call('release', () =>
-      this.redis.grinderRelease(this.keys.record, lease.token, this.opts.session, newVersion(), this.keys.events),
-    );
+    const reply = await this.call('release', () => this.redis.grinderRelease(this.keys.record, lease.token, this.opts.session, newVersion(), this.keys.events));
     return this.mapped('release', () => mapReleaseReply(reply, 'release'));
   }
 
   async abandon(): Promise<ReleaseResult> {
-    const reply = await this.call('release', () =>
-      this.redis.grinderReleaseSession(this.keys.record, this.opts.session, newVersion(), this.keys.events),
-    );
+    const reply = await this.call('release', () => this.redis.grinderReleaseSession(this.keys.record, this.opts.session, newVersion(), this.keys.events));
     return this.mapped('release', () => mapReleaseReply(reply, 'release-session'));
   }
 
@@ -253,7 +261,7 @@ export class RedisLeaseLock implements LeaseLock {
     }
     const node = nodeFor(this.redis, this.keys.record);
     const timeoutMs = Math.max(10, Math.floor(this.opts.commandTimeoutMs / 2));
-    let acked = 0;
+    let acked: number;
     try {
       if (!node) throw new Error('no connection to the master of the lock key');
       acked = Number(await node.call('WAIT', String(required), String(timeoutMs)));
@@ -297,7 +305,12 @@ export function classifyRedisError(operation: LockOperation, err: unknown): Lock
   if (err instanceof LockUnavailableError) return err;
   const message = err instanceof Error ? err.message : String(err);
   if (err instanceof ReplyError && isFailoverReply(err as Error)) {
-    return new LockUnavailableError(operation, 'failover', `Redis answered the ${operation} with ${message.split(' ')[0]}: that node is not the master (a failover?); finding the master again`, { cause: err });
+    return new LockUnavailableError(
+      operation,
+      'failover',
+      `Redis answered the ${operation} with ${message.split(' ')[0]}: that node is not the master (a failover?); finding the master again`,
+      { cause: err },
+    );
   }
   if (err instanceof UnexpectedReplyError || err instanceof ReplyError) {
     return new LockUnavailableError(operation, 'script_error', `Redis rejected the ${operation} script: ${message}`, { cause: err });

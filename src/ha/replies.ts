@@ -46,7 +46,15 @@ export function mapAcquireReply(reply: RawReply, session: string): AcquireResult
       if (!STATES.includes(str(state)) || t === null || l === null || m === null || n === null) break;
       return {
         kind: 'observed',
-        record: { state: str(state) as RecordState, ver: str(ver), token: t, ttlMs: l, maxTtlMs: m, instanceId: str(instanceId), ours: str(holderSession) === session },
+        record: {
+          state: str(state) as RecordState,
+          ver: str(ver),
+          token: t,
+          ttlMs: l,
+          maxTtlMs: m,
+          instanceId: str(instanceId),
+          ours: str(holderSession) === session,
+        },
         newest: n,
       };
     }
@@ -69,9 +77,17 @@ export function mapAcquireReply(reply: RawReply, session: string): AcquireResult
       };
     }
     case ReplyCode.wrongType:
-      return { kind: 'anomaly', reason: 'wrong_type', detail: `the lock key holds a Redis ${str(reply[1])}, not a string; GRINDER never overwrites it: delete the key or choose another GRINDER_HA_LOCK_KEY` };
+      return {
+        kind: 'anomaly',
+        reason: 'wrong_type',
+        detail: `the lock key holds a Redis ${str(reply[1])}, not a string; GRINDER never overwrites it: delete the key or choose another GRINDER_HA_LOCK_KEY`,
+      };
     case ReplyCode.tokensExhausted:
-      return { kind: 'anomaly', reason: 'invalid_value', detail: `no fencing token above ${str(reply[1])} fits below 2^53; reset the token counter and fence keys` };
+      return {
+        kind: 'anomaly',
+        reason: 'invalid_value',
+        detail: `no fencing token above ${str(reply[1])} fits below 2^53; reset the token counter and fence keys`,
+      };
   }
   throw new UnexpectedReplyError('acquire', reply);
 }

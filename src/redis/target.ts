@@ -84,8 +84,11 @@ function hostPort(text: string, defaultPort: number): HostPort {
 function userinfoCredentials(userinfo: string | undefined): Omit<Credentials, 'tls'> {
   if (userinfo === undefined || userinfo === '') return {};
   const colon = userinfo.indexOf(':');
-  // A user info without a colon is a password, as ioredis reads redis://secret@host.
-  if (colon < 0) return { password: decodeURIComponent(userinfo) };
+  if (colon < 0) {
+    throw new RedisUrlError(
+      'the user info has no colon, so the Redis client would send it as a user name with an empty password; write redis+…://:PASSWORD@host for a password, or redis+…://USER:PASSWORD@host for an ACL user',
+    );
+  }
   const username = decodeURIComponent(userinfo.slice(0, colon));
   const password = decodeURIComponent(userinfo.slice(colon + 1));
   return { ...(username ? { username } : {}), ...(password ? { password } : {}) };

@@ -1,4 +1,4 @@
-import { SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
+import { SpanStatusCode, type Attributes, type Span, type Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import {
   LockUnavailableError,
@@ -37,6 +37,8 @@ export class InstrumentedLeaseLock implements LeaseLock {
     private readonly log: Logger,
     private readonly now: () => number,
     private readonly answerWithinMs: number,
+    /** Attributes every span gets, e.g. the database semantic conventions of the Redis behind the lock. */
+    private readonly spanAttributes: Attributes = {},
   ) {
     this.lockKey = inner.lockKey;
   }
@@ -129,7 +131,14 @@ export class InstrumentedLeaseLock implements LeaseLock {
     const name = operation === 'acquire' ? SpanName.acquire : operation === 'renew' ? SpanName.renew : SpanName.release;
     return this.tracer.startActiveSpan(
       name,
-      { attributes: { [Attr.instanceId]: this.instanceId, [Attr.lockKey]: this.lockKey, ...(token === undefined ? {} : { [Attr.fencingToken]: token }) } },
+      {
+        attributes: {
+          ...this.spanAttributes,
+          [Attr.instanceId]: this.instanceId,
+          [Attr.lockKey]: this.lockKey,
+          ...(token === undefined ? {} : { [Attr.fencingToken]: token }),
+        },
+      },
       async (span) => {
         try {
           const r = await run(span);

@@ -3,7 +3,16 @@ import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runti
 import { ROLES, type HaStatusSource, type Role } from '../ha/role';
 import type { BarrierReason } from '../ha/lock';
 import { leaseTiming } from '../ha/timing';
-import { BARRIER_REASONS, Label, LIVE_WRITE_RESULTS, LOCK_FAILURE_REASONS, Metric, type LiveWriteResult, type LockFailureReason, type LockOperation } from './names';
+import {
+  BARRIER_REASONS,
+  Label,
+  LIVE_WRITE_RESULTS,
+  LOCK_FAILURE_REASONS,
+  Metric,
+  type LiveWriteResult,
+  type LockFailureReason,
+  type LockOperation,
+} from './names';
 
 /** What the live (leader) work reports, read at collection time. */
 export interface LiveStatsSource {
@@ -91,16 +100,23 @@ export function observeState(meter: Meter, src: MetricSources): void {
   const isLeader = meter.createObservableGauge(Metric.haIsLeader, { description: '1 while this replica is ACTIVE, else 0.' });
   const enabled = meter.createObservableGauge(Metric.haEnabled, { description: '1 when HA (Redis lease election) is enabled, else 0.' });
   const token = meter.createObservableGauge(Metric.haFencingToken, { description: 'Fencing token of the current (or last seen) leadership.' });
-  const remaining = meter.createObservableGauge(Metric.haLeaseRemaining, { description: 'Seconds until this replica must stop calling itself ACTIVE unless it renews; 0 when not ACTIVE.' });
+  const remaining = meter.createObservableGauge(Metric.haLeaseRemaining, {
+    description: 'Seconds until this replica must stop calling itself ACTIVE unless it renews; 0 when not ACTIVE.',
+  });
   const ttl = meter.createObservableGauge(Metric.haLockTtl, { description: 'Configured lease TTL in seconds.' });
   const renewInterval = meter.createObservableGauge(Metric.haRenewInterval, { description: 'Configured lease renew interval in seconds.' });
-  const redisUp = meter.createObservableGauge(Metric.haRedisUp, { description: '1 while lease operations reach Redis (the last one got an answer, recently enough), else 0.' });
+  const redisUp = meter.createObservableGauge(Metric.haRedisUp, {
+    description: '1 while lease operations reach Redis (the last one got an answer, recently enough), else 0.',
+  });
   const up = meter.createObservableGauge(Metric.up, { description: '1 while the process is serving.' });
   const uptime = meter.createObservableGauge(Metric.uptime, { description: 'Seconds since this process started.' });
   const buildInfo = meter.createObservableGauge(Metric.buildInfo, { description: 'Always 1; labels carry the version and instance id.' });
-  const liveAge = meter.createObservableGauge(Metric.liveLastAcceptedWriteAge, { description: 'Seconds since this replica last had a fenced live write accepted.' });
+  const liveAge = meter.createObservableGauge(Metric.liveLastAcceptedWriteAge, {
+    description: 'Seconds since this replica last had a fenced live write accepted.',
+  });
   const policy = meter.createObservableGauge(Metric.haRedisMaxmemoryPolicy, {
-    description: "Always 1; the policy label is Redis' maxmemory-policy as read at connect (unknown until read or when CONFIG is not allowed). Anything but noeviction is unsafe configuration.",
+    description:
+      "Always 1; the policy label is Redis' maxmemory-policy as read at connect (unknown until read or when CONFIG is not allowed). Anything but noeviction is unsafe configuration.",
   });
   const masterChanges = meter.createObservableCounter(Metric.haRedisMasterChanges, {
     description: 'Times the Redis master behind the lease changed (a Sentinel or Cluster failover) since this replica started.',
@@ -148,12 +164,18 @@ export function createInstruments(meter: Meter, opts: { lockTtlMs: number | null
   });
   const failures: Counter = meter.createCounter(Metric.haLockFailures, { description: 'Lease operations that failed, by operation and reason.' });
   const transitions: Counter = meter.createCounter(Metric.haTransitions, { description: 'HA role changes of this replica.' });
-  const liveWrites: Counter = meter.createCounter(Metric.liveWrites, { description: 'Fenced live writes by result (rejected: a newer leader exists; failed: no answer or an error).' });
-  const barriers: Counter = meter.createCounter(Metric.haBarriers, { description: 'Barriers this replica wrote, by reason (data_loss, record_missing, rollback).' });
+  const liveWrites: Counter = meter.createCounter(Metric.liveWrites, {
+    description: 'Fenced live writes by result (rejected: a newer leader exists; failed: no answer or an error).',
+  });
+  const barriers: Counter = meter.createCounter(Metric.haBarriers, {
+    description: 'Barriers this replica wrote, by reason (data_loss, record_missing, rollback).',
+  });
   const replicaAcks: Counter = meter.createCounter(Metric.haReplicaAcks, {
     description: 'Lease writes that had to reach replicas (WAIT) by result: acked, or missing (too few in time: the write did not count).',
   });
-  const rollbacks: Counter = meter.createCounter(Metric.haRedisRollbacks, { description: 'Times this replica found Redis behind a token it had already seen (data rolled back) and wrote a barrier.' });
+  const rollbacks: Counter = meter.createCounter(Metric.haRedisRollbacks, {
+    description: 'Times this replica found Redis behind a token it had already seen (data rolled back) and wrote a barrier.',
+  });
 
   if (opts.lockTtlMs !== null) {
     // The SDK exports a histogram point only once something was recorded for it; NaN creates the

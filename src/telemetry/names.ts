@@ -1,3 +1,13 @@
+import {
+  ATTR_DB_NAMESPACE,
+  ATTR_DB_OPERATION_NAME,
+  ATTR_DB_RESPONSE_STATUS_CODE,
+  ATTR_DB_SYSTEM_NAME,
+  ATTR_ERROR_TYPE,
+  ATTR_SERVER_ADDRESS,
+  ATTR_SERVER_PORT,
+} from '@opentelemetry/semantic-conventions';
+
 /**
  * Every metric, span and attribute name GRINDER HA emits. Dashboards, alert rules and runbooks
  * depend on these strings, so they live in one place and nowhere else spells them out.
@@ -82,6 +92,23 @@ export const Attr = {
 
 /** The failure vocabulary belongs to the election (src/ha/lock.ts); re-exported for the instruments. */
 export { LOCK_FAILURE_REASONS, type LockFailureReason, type LockOperation } from '../ha/lock';
+
+/** The OpenTelemetry semantic conventions (stable database attributes) on lease and Redis command spans. */
+export const SemAttr = {
+  dbSystemName: ATTR_DB_SYSTEM_NAME,
+  dbNamespace: ATTR_DB_NAMESPACE,
+  dbOperationName: ATTR_DB_OPERATION_NAME,
+  dbResponseStatusCode: ATTR_DB_RESPONSE_STATUS_CODE,
+  serverAddress: ATTR_SERVER_ADDRESS,
+  serverPort: ATTR_SERVER_PORT,
+  errorType: ATTR_ERROR_TYPE,
+} as const;
+
+/**
+ * db.system.name for Redis. The value is still in the incubating part of the conventions, which
+ * its maintainers ask users to copy rather than import (it may change between minor versions).
+ */
+export const DB_SYSTEM_REDIS = 'redis';
 
 /** Results of a fenced live write: accepted; rejected (a newer leadership exists); failed (no answer or an error). */
 export const LIVE_WRITE_RESULTS = ['accepted', 'rejected', 'failed'] as const;

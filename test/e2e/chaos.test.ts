@@ -130,7 +130,25 @@ describe('chaos: a short run with a fixed seed', () => {
   it('on Redis Sentinel, with master kills among the faults: no safety violation', async () => {
     const json = join(dir, 'sentinel.json');
     const { code, stdout, stderr } = await runCli(
-      ['--sentinel', '--duration', '25', '--replicas', '3', '--seed', '7', '--ttl', '1000', '--renew', '250', '--settle', '700-1400', '--faults', 'master-kill,kill,zombie,record-delete', '--json', json],
+      [
+        '--sentinel',
+        '--duration',
+        '25',
+        '--replicas',
+        '3',
+        '--seed',
+        '7',
+        '--ttl',
+        '1000',
+        '--renew',
+        '250',
+        '--settle',
+        '700-1400',
+        '--faults',
+        'master-kill,kill,zombie,record-delete',
+        '--json',
+        json,
+      ],
       (25 + 60) * 1_000,
     );
     console.log(stdout);

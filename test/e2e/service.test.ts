@@ -1,43 +1,13 @@
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import { RedisServer } from '../support/redis';
-import { Replica } from '../support/replica';
+import { e2eKit } from '../support/e2e';
 import { freePort } from '../support/ports';
 import { sleep, waitFor } from '../support/wait';
 
 const TTL = 1_000;
 const RENEW = 250;
-const cleanups: (() => Promise<unknown>)[] = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-
-async function redis(opts: Parameters<typeof RedisServer.start>[0] = {}): Promise<RedisServer> {
-  const r = await RedisServer.start(opts);
-  cleanups.push(() => r.cleanup());
-  return r;
-}
-
-async function replica(env: Record<string, string>): Promise<Replica> {
-  const r = await Replica.start({ env });
-  cleanups.push(() => r.stop('SIGKILL'));
-  return r;
-}
-
-function haEnv(url: string, id: string, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    GRINDER_HA_ENABLED: 'true',
-    GRINDER_REDIS_URL: url,
-    GRINDER_HA_LOCK_TTL_MS: String(TTL),
-    GRINDER_HA_RENEW_INTERVAL_MS: String(RENEW),
-    GRINDER_INSTANCE_ID: id,
-    ...extra,
-  };
-}
-
-const becomes = (r: Replica, role: string, timeoutMs = TTL * 5): Promise<true> =>
-  waitFor(`${r.port} to be ${role}`, async () => ((await r.readyRole()) === role ? true : undefined), timeoutMs, 5);
+const { redis, replica, haEnv, becomes, onCleanup } = e2eKit(TTL, RENEW);
 
 describe('the service as containers run it (node dist/main.js)', () => {
   it('with HA disabled needs no Redis, is ACTIVE, and stops on SIGTERM with exit code 0', async () => {
@@ -64,7 +34,9 @@ describe('the service as containers run it (node dist/main.js)', () => {
     await becomes(good, 'active');
     const bad = await replica(haEnv(`redis://:wrong-${secret}@127.0.0.1:${server.port}/0`, 'auth-bad'));
     await waitFor('the bad replica to count a lock failure', async () =>
-      /grinder_ha_lock_failures_total\{operation="acquire",reason="connection",grinder_cluster="[^"]+"\} [1-9]/.test((await bad.get('/metrics')).body) ? true : undefined,
+      /grinder_ha_lock_failures_total\{operation="acquire",reason="connection",grinder_cluster="[^"]+"\} [1-9]/.test((await bad.get('/metrics')).body)
+        ? true
+        : undefined,
     );
     for (const r of [good, bad]) {
       const seen = [JSON.stringify(r.logs), r.stderr.join(''), (await r.get('/status')).body, (await r.get('/metrics')).body].join('\n');
@@ -77,7 +49,9 @@ describe('the service as containers run it (node dist/main.js)', () => {
     const port = await freePort();
     const r = await replica(haEnv(`redis://127.0.0.1:${port}/0`, 'early'));
     await waitFor('an acquire attempt that found no Redis', async () =>
-      /grinder_ha_lock_failures_total\{operation="acquire",reason="connection",grinder_cluster="[^"]+"\} [1-9]/.test((await r.get('/metrics')).body) ? true : undefined,
+      /grinder_ha_lock_failures_total\{operation="acquire",reason="connection",grinder_cluster="[^"]+"\} [1-9]/.test((await r.get('/metrics')).body)
+        ? true
+        : undefined,
     );
     assert.equal(await r.readyRole(), 'standby');
     assert.equal(JSON.parse((await r.get('/status')).body).redis_connected, false);
@@ -124,7 +98,7 @@ describe('the service as containers run it (node dist/main.js)', () => {
     });
     const port = await freePort();
     await new Promise<void>((resolve) => receiver.listen(port, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise((resolve) => receiver.close(resolve)));
+    onCleanup(() => new Promise((resolve) => receiver.close(resolve)));
     const server = await redis();
     const r = await replica(haEnv(server.url, 'traced', { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_BSP_SCHEDULE_DELAY: '100' }));
     await becomes(r, 'active');
@@ -137,7 +111,9 @@ describe('the service as containers run it (node dist/main.js)', () => {
     // Lock failures are logged inside their span: kill Redis and look for a trace id on them.
     await server.stop();
     await waitFor('a lock failure log line with a trace id', () =>
-      r.logs.some((l) => typeof l.msg === 'string' && l.msg.startsWith('lock ') && typeof l.trace_id === 'string' && /^[0-9a-f]{32}$/.test(l.trace_id)) ? true : undefined,
+      r.logs.some((l) => typeof l.msg === 'string' && l.msg.startsWith('lock ') && typeof l.trace_id === 'string' && /^[0-9a-f]{32}$/.test(l.trace_id))
+        ? true
+        : undefined,
     );
   });
 

@@ -73,7 +73,10 @@ describe('lease faults with real processes', () => {
       assert.equal(status.redis_maxmemory_policy, 'volatile-ttl', '/status shows the policy');
       const metrics = (await c.replica(leaderBefore).get('/metrics')).body;
       assert.match(metrics, /grinder_ha_redis_maxmemory_policy\{policy="volatile-ttl"[^}]*\} 1/);
-      assert.ok(c.replica(leaderBefore).logs.some((l) => l.level === 'error' && String(l.msg).includes('maxmemory-policy volatile-ttl')), 'said once at error level');
+      assert.ok(
+        c.replica(leaderBefore).logs.some((l) => l.level === 'error' && String(l.msg).includes('maxmemory-policy volatile-ttl')),
+        'said once at error level',
+      );
       await fill(c, true, 40);
       assert.ok((await evicted(c)) > 0, 'Redis did evict');
       assert.equal(await c.client.exists(c.keys.record, c.keys.counter), 2, 'the lease keys were not evicted');

@@ -90,7 +90,7 @@ describe('Redis Sentinel', () => {
     assert.ok(c.leaderships().length >= 1);
   });
 
-  it('the master dies while the replication link holds the leader\'s last renewals back: still no overlap', async () => {
+  it("the master dies while the replication link holds the leader's last renewals back: still no overlap", async () => {
     await withSentinel(
       async (s, c, link) => {
         assert.ok(link, 'the replica reaches the master through a proxy');
@@ -127,9 +127,15 @@ describe('Redis Sentinel', () => {
 describe('Redis Cluster', () => {
   it('the default lock key works on a cluster, and a failover of its master keeps one leader', async () => {
     const cluster = await SmallCluster.start();
-    const client = new Cluster([{ host: '127.0.0.1', port: cluster.master.port }, { host: '127.0.0.1', port: cluster.replica.port }], {
-      clusterRetryStrategy: () => 100,
-    });
+    const client = new Cluster(
+      [
+        { host: '127.0.0.1', port: cluster.master.port },
+        { host: '127.0.0.1', port: cluster.replica.port },
+      ],
+      {
+        clusterRetryStrategy: () => 100,
+      },
+    );
     client.on('error', () => undefined);
     let c: FaultCluster | null = null;
     try {
@@ -152,10 +158,15 @@ describe('Redis Cluster', () => {
       await cluster.replica.stop();
       const m = new Redis(cluster.master.port);
       try {
-        await waitFor('the old master to take the slots back', async () => {
-          await m.call('CLUSTER', 'FAILOVER', 'TAKEOVER').catch(() => undefined);
-          return (await m.info('replication')).includes('role:master') ? true : undefined;
-        }, 10_000, 200);
+        await waitFor(
+          'the old master to take the slots back',
+          async () => {
+            await m.call('CLUSTER', 'FAILOVER', 'TAKEOVER').catch(() => undefined);
+            return (await m.info('replication')).includes('role:master') ? true : undefined;
+          },
+          10_000,
+          200,
+        );
       } finally {
         m.disconnect();
       }

@@ -144,7 +144,15 @@ const redis: Implementation = {
 };
 
 async function openRedisLock(lockKey: string, instanceId: string, ttlMs: number): Promise<RedisLeaseLock> {
-  const lock = new RedisLeaseLock({ target: parseRedisTarget(server.url), minReplicas: 'auto', lockKey, instanceId, session: randomBytes(8).toString('hex'), ttlMs, commandTimeoutMs: 1_000 });
+  const lock = new RedisLeaseLock({
+    target: parseRedisTarget(server.url),
+    minReplicas: 'auto',
+    lockKey,
+    instanceId,
+    session: randomBytes(8).toString('hex'),
+    ttlMs,
+    commandTimeoutMs: 1_000,
+  });
   opened.push(lock);
   await waitFor(`${instanceId} connected`, () => (lock.isConnected() ? true : undefined));
   return lock;
@@ -278,7 +286,10 @@ for (const impl of [fake, redis]) {
       const heard = await store.heard();
       const last = heard.at(-1);
       assert.ok(last && r.kind === 'released');
-      assert.deepEqual({ event: last.event, ver: last.ver, token: last.token, instance: last.instanceId }, { event: 'released', ver: r.ver, token: lease.token, instance: 'a' });
+      assert.deepEqual(
+        { event: last.event, ver: last.ver, token: last.token, instance: last.instanceId },
+        { event: 'released', ver: r.ver, token: lease.token, instance: 'a' },
+      );
       assert.deepEqual(
         heard.map((h) => h.event),
         ['barrier', 'acquired', 'released'],
@@ -367,13 +378,13 @@ for (const impl of [fake, redis]) {
       assert.equal(look.kind === 'observed' && look.record.maxTtlMs, 5_000);
       await store.deleteRecord();
       const barrier = await b.acquire({ ...LOOK, barrierMs: TTL });
-      assert.equal(barrier.kind === 'barrier' && barrier.ms, TTL, 'once the record is gone only the caller\'s knowledge is left');
+      assert.equal(barrier.kind === 'barrier' && barrier.ms, TTL, "once the record is gone only the caller's knowledge is left");
     });
   });
 }
 
 describe('lease store conformance: Redis only', () => {
-  it('tokens are never below Redis\' clock in microseconds, so a rolled-back counter cannot repeat one', async () => {
+  it("tokens are never below Redis' clock in microseconds, so a rolled-back counter cannot repeat one", async () => {
     const store = await redis.store();
     const { a, lease } = await withLeader(store);
     const [sec, usec] = await raw.time();
@@ -391,7 +402,10 @@ describe('lease store conformance: Redis only', () => {
     const a = await store.lock('a');
     await waitFor('facts read', () => (a.facts().maxmemoryPolicy !== null ? true : undefined));
     const { maxmemoryPolicy, durable, mode, masterChanges, replicasAcked } = a.facts();
-    assert.deepEqual({ maxmemoryPolicy, durable, mode, masterChanges, replicasAcked }, { maxmemoryPolicy: 'noeviction', durable: false, mode: 'standalone', masterChanges: 0, replicasAcked: null });
+    assert.deepEqual(
+      { maxmemoryPolicy, durable, mode, masterChanges, replicasAcked },
+      { maxmemoryPolicy: 'noeviction', durable: false, mode: 'standalone', masterChanges: 0, replicasAcked: null },
+    );
     assert.equal(a.facts().master, `127.0.0.1:${server.port}`);
   });
 });

@@ -43,7 +43,15 @@ function freshKey(): string {
 }
 
 async function openLock(lockKey: string, instanceId: string, commandTimeoutMs = 1_000, url = server.url): Promise<RedisLeaseLock> {
-  const lock = new RedisLeaseLock({ target: parseRedisTarget(url), minReplicas: 'auto', lockKey, instanceId, session: randomBytes(8).toString('hex'), ttlMs: TTL, commandTimeoutMs });
+  const lock = new RedisLeaseLock({
+    target: parseRedisTarget(url),
+    minReplicas: 'auto',
+    lockKey,
+    instanceId,
+    session: randomBytes(8).toString('hex'),
+    ttlMs: TTL,
+    commandTimeoutMs,
+  });
   opened.push(lock);
   await waitFor(`${instanceId} connected`, () => (lock.isConnected() ? true : undefined));
   return lock;
@@ -81,7 +89,7 @@ describe('script layer', () => {
     }
   });
 
-  it('puts every derived key in the lock key\'s Cluster hash slot', () => {
+  it("puts every derived key in the lock key's Cluster hash slot", () => {
     assert.deepEqual(leaseKeys('grinder:leader:lock'), {
       record: 'grinder:leader:lock',
       counter: '{grinder:leader:lock}:token',
@@ -140,7 +148,11 @@ describe('fenced-append-4.lua', () => {
       assert.equal((await stream.append(lease.token, { seq: counter })).accepted, true, `counter ${counter}`);
     }
     await raw.del(keys.counter, keys.fence);
-    assert.deepEqual(await stream.append(lease.token - 1, { seq: 'stale' }), { accepted: false, newestToken: lease.token }, 'the record still names the newest token');
+    assert.deepEqual(
+      await stream.append(lease.token - 1, { seq: 'stale' }),
+      { accepted: false, newestToken: lease.token },
+      'the record still names the newest token',
+    );
   });
 });
 
@@ -175,12 +187,20 @@ describe('RedisLeaseLock on a real Redis', () => {
     try {
       // a's takeover reaches Redis only after a's client gave up on it.
       await pauser.call('CLIENT', 'PAUSE', '300', 'WRITE');
-      await assert.rejects(a.acquire({ expectedVer: look.kind === 'observed' ? look.record.ver : '', floor: 0, barrierMs: TTL }), (err: unknown) => err instanceof LockUnavailableError && err.reason === 'timeout');
+      await assert.rejects(
+        a.acquire({ expectedVer: look.kind === 'observed' ? look.record.ver : '', floor: 0, barrierMs: TTL }),
+        (err: unknown) => err instanceof LockUnavailableError && err.reason === 'timeout',
+      );
       await assert.rejects(a.abandon(), (err: unknown) => err instanceof LockUnavailableError && err.reason === 'timeout');
-      await waitFor('the late takeover to be freed', async () => {
-        const r = await b.acquire(LOOK);
-        return r.kind === 'observed' && r.record.state === 'free' && r.record.instanceId === 'a' ? true : undefined;
-      }, 3_000, 50);
+      await waitFor(
+        'the late takeover to be freed',
+        async () => {
+          const r = await b.acquire(LOOK);
+          return r.kind === 'observed' && r.record.state === 'free' && r.record.instanceId === 'a' ? true : undefined;
+        },
+        3_000,
+        50,
+      );
     } finally {
       pauser.disconnect();
     }

@@ -92,7 +92,10 @@ test('the HA file is exactly the runbook topology', () => {
   assert.match(cmd, /--appendonly yes/, 'Redis must persist (appendonly)');
   assert.deepEqual(testArgs(redis), ['CMD', 'redis-cli', 'ping']);
   assert.deepEqual(redis.ports ?? [], [], 'Redis must not publish a host port');
-  assert.ok((redis.volumes ?? []).some((v) => /:\/data(:|$)/.test(v)), 'Redis data must live on a volume');
+  assert.ok(
+    (redis.volumes ?? []).some((v) => /:\/data(:|$)/.test(v)),
+    'Redis data must live on a volume',
+  );
 
   const expected: Record<string, number> = { grinder_live_1: 9090, grinder_live_2: 9091 };
   for (const [name, hostPort] of Object.entries(expected)) {
@@ -112,10 +115,12 @@ test('the HA file is exactly the runbook topology', () => {
     const probe = testArgs(s).join(' ');
     assert.match(probe, /\/healthz/, `${name} healthcheck must probe /healthz`);
     assert.match(probe, /127\.0\.0\.1:9090/);
+    // A small HTTP probe, not a whole Node process every few seconds per replica.
+    assert.equal(testArgs(s)[1], 'wget', `${name} healthcheck must use the image's BusyBox wget: ${probe}`);
   }
 });
 
-test('the Sentinel file: one master, two replicas, three Sentinels and the runbook\'s two replicas following them', () => {
+test("the Sentinel file: one master, two replicas, three Sentinels and the runbook's two replicas following them", () => {
   const cfg = resolved([SENTINEL]);
   assert.deepEqual(Object.keys(cfg.services).sort(), [
     'grinder_live_1',
@@ -272,7 +277,7 @@ test('the Dockerfile: multi-stage, non-root, health-checked, port 9090, node dis
   const lines = df.split('\n').filter((l) => !l.trim().startsWith('#'));
   const text = lines.join('\n');
   assert.ok((text.match(/^FROM /gm) ?? []).length >= 2, 'multi-stage build');
-  assert.match(text, /^ARG NODE_IMAGE=node:20\.\d+\.\d+-alpine/m, 'pinned Node 20 LTS base');
+  assert.match(text, /^ARG NODE_IMAGE=node:24\.\d+\.\d+-alpine/m, 'pinned Node 24 LTS base');
   assert.match(text, /npm ci --no-audit --no-fund\n/);
   assert.match(text, /npm run build/);
   assert.match(text, /npm ci --omit=dev/);
@@ -280,6 +285,8 @@ test('the Dockerfile: multi-stage, non-root, health-checked, port 9090, node dis
   assert.equal(users.at(-1), 'USER node', 'the runtime stage must run as the unprivileged node user');
   assert.match(text, /^EXPOSE 9090$/m);
   assert.match(text, /^HEALTHCHECK [\s\S]*\/healthz/m);
+  const healthcheck = /^HEALTHCHECK (?:.*\\\n)*.*/m.exec(text)?.[0] ?? '';
+  assert.match(healthcheck, /CMD wget /, 'the image health check is a BusyBox wget, not a Node process');
   assert.match(text, /^CMD \["node", "dist\/main\.js"\]$/m);
   const ignore = readFileSync(join(REPO_ROOT, '.dockerignore'), 'utf8').split('\n');
   for (const p of ['node_modules', 'dist', '.git']) assert.ok(ignore.includes(p), `.dockerignore must exclude ${p}`);

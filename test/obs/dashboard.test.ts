@@ -50,8 +50,7 @@ interface DashboardJson {
 
 const raw = readFileSync(DASHBOARD_PATH, 'utf8');
 const dashboard = JSON.parse(raw) as DashboardJson;
-const provisioned = (parse(readFileSync(DATASOURCES_PATH, 'utf8')) as { datasources: { uid: string; type: string }[] })
-  .datasources;
+const provisioned = (parse(readFileSync(DATASOURCES_PATH, 'utf8')) as { datasources: { uid: string; type: string }[] }).datasources;
 
 /** Panel plugin id → the module of @grafana/schema that holds its Options / FieldConfig types. */
 const PANEL_TYPES: Record<string, { module: string; fieldConfig: boolean }> = {
@@ -69,10 +68,7 @@ const PANEL_TYPES: Record<string, { module: string; fieldConfig: boolean }> = {
 function typeCheckSource(dash: DashboardJson, text: string): string {
   const lines = [
     "import type { AnnotationQuery, Dashboard, DataQuery } from '@grafana/schema';",
-    ...Object.entries(PANEL_TYPES).map(
-      ([type, p], i) =>
-        `import type * as P${i} from '@grafana/schema/dist/esm/raw/composable/${p.module}'; // ${type}`,
-    ),
+    ...Object.entries(PANEL_TYPES).map(([type, p], i) => `import type * as P${i} from '@grafana/schema/dist/esm/raw/composable/${p.module}'; // ${type}`),
     'type Json<T> = T extends string ? `${T}` : T extends number | boolean | null | undefined ? T : T extends readonly (infer U)[] ? Json<U>[] : T extends object ? { [K in keyof T]: Json<T[K]> } : T;',
     // @grafana/schema has no type for a Prometheus annotation query: Grafana reads expr and
     // interval from its target, the title/text/tag formats from the annotation itself.
@@ -87,9 +83,7 @@ function typeCheckSource(dash: DashboardJson, text: string): string {
     lines.push(`export const options${p.id} = (${JSON.stringify(p.options ?? {})}) satisfies Json<P${i}.Options>;`);
     const spec = PANEL_TYPES[p.type];
     if (spec?.fieldConfig) {
-      lines.push(
-        `export const custom${p.id} = (${JSON.stringify(p.fieldConfig?.defaults.custom ?? {})}) satisfies Json<P${i}.FieldConfig>;`,
-      );
+      lines.push(`export const custom${p.id} = (${JSON.stringify(p.fieldConfig?.defaults.custom ?? {})}) satisfies Json<P${i}.FieldConfig>;`);
     }
   }
   return `${lines.join('\n')}\n`;
@@ -102,12 +96,16 @@ function compile(source: string, name: string): string[] {
   const file = join(dir, `${name}-${process.pid}.ts`);
   writeFileSync(file, source);
   try {
-    const cfg = ts.getParsedCommandLineOfConfigFile(join(REPO_ROOT, 'tsconfig.json'), {}, {
-      ...ts.sys,
-      onUnRecoverableConfigFileDiagnostic: (d) => {
-        throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+    const cfg = ts.getParsedCommandLineOfConfigFile(
+      join(REPO_ROOT, 'tsconfig.json'),
+      {},
+      {
+        ...ts.sys,
+        onUnRecoverableConfigFileDiagnostic: (d) => {
+          throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+        },
       },
-    });
+    );
     if (!cfg) throw new Error('could not read tsconfig.json');
     const program = ts.createProgram([file], { ...cfg.options, rootDir: REPO_ROOT, noEmit: true, noUnusedLocals: false });
     return ts.getPreEmitDiagnostics(program).map((d) => {
@@ -243,7 +241,12 @@ test('the links are built from the configurable constants, which match prometheu
   const urls: string[] = [];
   const collect = (v: Json): void => {
     if (Array.isArray(v)) v.forEach(collect);
-    else if (v !== null && typeof v === 'object') for (const [k, x] of Object.entries(v)) (k === 'url' && typeof x === 'string' ? urls.push(x) : collect(x));
+    else if (v !== null && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) {
+        if (k === 'url' && typeof x === 'string') urls.push(x);
+        else collect(x);
+      }
+    }
   };
   collect(JSON.parse(raw) as Json);
   for (const u of urls) {
@@ -264,5 +267,8 @@ test('a cluster variable filters every panel query; role changes are annotated',
     }
   }
   const annotations = (JSON.parse(raw) as { annotations: { list: { name: string; target?: { expr?: string } }[] } }).annotations.list;
-  assert.ok(annotations.some((a) => /grinder_ha_is_leader/.test(a.target?.expr ?? '') && /\$cluster/.test(a.target?.expr ?? '')), 'no role-change annotation');
+  assert.ok(
+    annotations.some((a) => /grinder_ha_is_leader/.test(a.target?.expr ?? '') && /\$cluster/.test(a.target?.expr ?? '')),
+    'no role-change annotation',
+  );
 });

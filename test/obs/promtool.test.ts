@@ -47,7 +47,6 @@ function alertRules(): AlertRule[] {
     .filter((r): r is AlertRule => 'alert' in r);
 }
 
-
 test('there are rule files to check', () => {
   assert.ok(RULE_FILES.length > 0, 'no prometheus/rules/*.yml');
 });
@@ -85,10 +84,16 @@ test('promtool test rules: firing and not-firing cases for every alert', () => {
     .flatMap((t) => t.alert_rule_test ?? []);
   for (const rule of alertRules()) {
     const mine = cases.filter((c) => c.alertname === rule.alert);
-    assert.ok(mine.some((c) => (c.exp_alerts ?? []).length > 0), `${rule.alert}: no firing case`);
+    assert.ok(
+      mine.some((c) => (c.exp_alerts ?? []).length > 0),
+      `${rule.alert}: no firing case`,
+    );
     // The heartbeat fires always by design; a "silent" case for it could not exist.
     if (rule.alert === WATCHDOG) continue;
-    assert.ok(mine.some((c) => (c.exp_alerts ?? []).length === 0), `${rule.alert}: no not-firing case`);
+    assert.ok(
+      mine.some((c) => (c.exp_alerts ?? []).length === 0),
+      `${rule.alert}: no not-firing case`,
+    );
   }
   const names = tests.flatMap((f) => (parse(readFileSync(f, 'utf8')) as { tests: { name: string }[] }).tests.map((t) => t.name));
   for (const must of ['a crash failover pages nobody', 'a 6 s Redis restart pages nobody', 'steady state pages nobody']) {
@@ -150,7 +155,10 @@ test('every alert exists with severity, summary, description, absolute runbook a
   }
   // Critical means leader work stopped (or two leaders), or the alerts themselves are blind.
   assert.deepEqual(
-    rules.filter((r) => r.labels?.severity === 'critical').map((r) => r.alert).sort(),
+    rules
+      .filter((r) => r.labels?.severity === 'critical')
+      .map((r) => r.alert)
+      .sort(),
     ['GrinderHABothStandby', 'GrinderHALeaderIdle', 'GrinderHARedisUnreachable', 'GrinderHASplitBrain', 'GrinderPrometheusRuleFailures'],
   );
 });
@@ -164,14 +172,21 @@ test('prometheus.yml sets the link bases as external labels and keeps them off t
   assert.match(ext.grinder_runbook_url ?? '', /^https?:\/\/[^/]+\/.*docs\/runbooks\/ha-operations\.md$/);
   assert.match(ext.grinder_grafana_url ?? '', /^https?:\/\/[^/]+$/);
   const drops = (cfg.alerting.alert_relabel_configs ?? []).filter((c) => c.action === 'labeldrop').map((c) => new RegExp(`^(?:${c.regex})$`));
-  for (const label of Object.keys(ext)) assert.ok(drops.some((d) => d.test(label)), `external label ${label} is not dropped from alerts`);
+  for (const label of Object.keys(ext))
+    assert.ok(
+      drops.some((d) => d.test(label)),
+      `external label ${label} is not dropped from alerts`,
+    );
 });
 
 test('amtool: the Watchdog goes to the heartbeat receiver, critical to on-call, the rest to ops', () => {
   const route = (...labels: string[]): string => {
     const r = run('amtool', ['config', 'routes', 'test', `--config.file=${join(REPO_ROOT, 'alertmanager', 'alertmanager.yml')}`, ...labels]);
     assert.equal(r.status, 0, r.out);
-    return r.out.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('Warning')).join(',');
+    return r.out
+      .split('\n')
+      .filter((l) => l.trim() !== '' && !l.startsWith('Warning'))
+      .join(',');
   };
   assert.equal(route(`alertname=${WATCHDOG}`, 'severity=none'), 'grinder-heartbeat');
   assert.equal(route('alertname=GrinderHABothStandby', 'severity=critical', 'grinder_cluster=c1'), 'grinder-oncall');

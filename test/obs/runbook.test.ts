@@ -20,7 +20,6 @@ function codeLines(md: string): string[] {
   return out;
 }
 
-
 test("the runbook keeps the operators' commands, names, ports and bodies", () => {
   const lines = codeLines(RUNBOOK);
   for (const cmd of [

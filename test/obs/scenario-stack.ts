@@ -161,7 +161,10 @@ export class Cluster {
     const keys = opts.lockKeys ?? Array.from({ length: n }, () => `grinder:test:${name}:lock`);
     const c = new Cluster(stack, name, redis, ports, proxies, keys);
     for (let i = 0; i < n; i++) await c.start(i);
-    stack.setTargets(name, ports.map((p) => `127.0.0.1:${p}`));
+    stack.setTargets(
+      name,
+      ports.map((p) => `127.0.0.1:${p}`),
+    );
     return c;
   }
 

@@ -124,7 +124,11 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
       await assertAlertTable('steady state', c.name, start, end, start, { fires: {} });
       const d = await dashboard(c.name, start, end);
       const active = panelValues(d, 'ACTIVE replica');
-      assert.deepEqual(active.map((x) => [x.labels.instance_id, x.value]), [[c.id(leader), 1]], 'one green tile naming the leader');
+      assert.deepEqual(
+        active.map((x) => [x.labels.instance_id, x.value]),
+        [[c.id(leader), 1]],
+        'one green tile naming the leader',
+      );
       assert.equal(one(panelValues(d, 'Time without a leader in range'), 'leaderless'), 0);
       assert.equal(one(panelValues(d, 'Replicas down'), 'replicas down'), 0);
       assert.equal(one(panelValues(d, 'Restarts in range'), 'restarts'), 0);
@@ -143,10 +147,15 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
       const faultAt = nowS();
       await c.kill(leader);
       // Watch for the successor from the kill on, while the victim is brought back 5 s later.
-      const successor = waitFor('a new leadership', async () => {
-        const i = await c.activeIndex();
-        return i !== undefined && (await tokenOf(c, i)) > before ? Date.now() : undefined;
-      }, 4 * TTL_MS, 20);
+      const successor = waitFor(
+        'a new leadership',
+        async () => {
+          const i = await c.activeIndex();
+          return i !== undefined && (await tokenOf(c, i)) > before ? Date.now() : undefined;
+        },
+        4 * TTL_MS,
+        20,
+      );
       await sleep(P(5));
       await c.start(leader);
       const tookMs = (await successor) - faultAt * 1000;
@@ -158,13 +167,18 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
       assert.ok(gap.length >= (P(30) / 1000 / SCRAPE_S) * 0.8, `work gap has data through the failover (${gap.length} points)`);
       const maxGap = Math.max(...gap.map(([, v]) => Number(v)));
       const leaderless = await leaderlessSeconds(c.name, faultAt - 1, faultAt + P(30) / 1000);
-      table.push(`# alert-table | leader crash | (measured) | failover ${prod(tookMs).toFixed(1)} s, work gap max ${prod(maxGap * 1000).toFixed(1)} s, time without a leader ${prod(leaderless * 1000).toFixed(1)} s`);
+      table.push(
+        `# alert-table | leader crash | (measured) | failover ${prod(tookMs).toFixed(1)} s, work gap max ${prod(maxGap * 1000).toFixed(1)} s, time without a leader ${prod(leaderless * 1000).toFixed(1)} s`,
+      );
       assert.ok(maxGap * 1000 >= TTL_MS * 0.5, `the work gap shows the failover (${maxGap} s)`);
       const anno = d.find((x) => x.panel === 'annotation: Became ACTIVE');
       assert.ok((anno?.series.length ?? 0) > 0, 'the new leader is annotated');
       // One leadership taken in the window: one bar of height 1, not a smear of extrapolations.
       const transitions = d.find((x) => x.panel === 'Role transitions' && x.refId === 'A');
-      const toActive = (transitions?.series ?? []).filter((x) => x.metric.to === 'active').flatMap((x) => x.values ?? []).map(([, v]) => Number(v));
+      const toActive = (transitions?.series ?? [])
+        .filter((x) => x.metric.to === 'active')
+        .flatMap((x) => x.values ?? [])
+        .map(([, v]) => Number(v));
       assert.deepEqual(toActive, [1], 'one acquisition, drawn as one bar of height 1');
     }));
 
@@ -183,7 +197,9 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
         return v;
       };
       const [p50, p99] = [await q('p50'), await q('p99')];
-      table.push(`# alert-table | slow Redis | (measured) | renew p50 reads ${prod(p50 * 1000).toFixed(3)} s, p99 ${prod(p99 * 1000).toFixed(3)} s, for a ${prod(roundTrip * 1000).toFixed(2)} s round trip`);
+      table.push(
+        `# alert-table | slow Redis | (measured) | renew p50 reads ${prod(p50 * 1000).toFixed(3)} s, p99 ${prod(p99 * 1000).toFixed(3)} s, for a ${prod(roundTrip * 1000).toFixed(2)} s round trip`,
+      );
       // The layout bounds how far a quantile reads above the samples; the median is the check
       // because ~20 renewals a minute make p99 their slowest one, and the proxy runs in this
       // loaded process (the exact p99 interpolation is tested in test/unit/telemetry.test.ts).
@@ -253,14 +269,29 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
         const end = nowS();
         await assertAlertTable('Redis down 75 s', c.name, start, end, faultAt, { fires: { GrinderHARedisUnreachable: 60 } });
         const resolved = await live().prom.queryRange(`ALERTS{alertstate="firing", grinder_cluster="${c.name}"}`, recovered + P(30) / 1000, end, SCRAPE_S);
-        assert.deepEqual((resolved.result as Sample[]).map((x) => x.metric.alertname), [], 'everything resolved within 30 s of the recovery');
-        const lastFiring = await live().prom.queryRange(`ALERTS{alertstate="firing", alertname="GrinderHARedisUnreachable", grinder_cluster="${c.name}"}`, faultAt, end, SCRAPE_S);
+        assert.deepEqual(
+          (resolved.result as Sample[]).map((x) => x.metric.alertname),
+          [],
+          'everything resolved within 30 s of the recovery',
+        );
+        const lastFiring = await live().prom.queryRange(
+          `ALERTS{alertstate="firing", alertname="GrinderHARedisUnreachable", grinder_cluster="${c.name}"}`,
+          faultAt,
+          end,
+          SCRAPE_S,
+        );
         const lastT = Math.max(...((lastFiring.result as Sample[])[0]?.values ?? [[0, '0']]).map(([t]) => Number(t)));
-        table.push(`# alert-table | Redis down 75 s | (measured) | Prometheus sees one ACTIVE ${prod((recovered - backAt) * 1000).toFixed(1)} s after Redis is back, RedisUnreachable resolved ${prod((lastT - backAt) * 1000).toFixed(1)} s after`);
+        table.push(
+          `# alert-table | Redis down 75 s | (measured) | Prometheus sees one ACTIVE ${prod((recovered - backAt) * 1000).toFixed(1)} s after Redis is back, RedisUnreachable resolved ${prod((lastT - backAt) * 1000).toFixed(1)} s after`,
+        );
         const leaderless = one(panelValues(mid, 'Time without a leader in range'), 'leaderless');
         assert.ok(leaderless * 1000 >= P(55) && leaderless * 1000 <= P(77), `time without a leader during a 75 s outage: ${prod(leaderless * 1000)} s`);
         table.push(`# alert-table | Redis down 75 s | (measured) | time without a leader during the outage ${prod(leaderless * 1000).toFixed(1)} s`);
-        assert.deepEqual(panelValues(mid, 'ACTIVE replica').map((x) => [x.labels.instance_id, x.value]), [['NOBODY', 0]], 'a red NOBODY tile');
+        assert.deepEqual(
+          panelValues(mid, 'ACTIVE replica').map((x) => [x.labels.instance_id, x.value]),
+          [['NOBODY', 0]],
+          'a red NOBODY tile',
+        );
         await dashboard(c.name, start, end);
       });
     } finally {
@@ -302,7 +333,11 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
       for (const c of [a, b]) {
         await assertAlertTable(`two clusters (${c.name})`, c.name, start, end, start, { fires: {} });
         const d = await dashboard(c.name, start, end);
-        assert.deepEqual(panelValues(d, 'ACTIVE replica').map((x) => x.value), [1], `${c.name}: one green tile`);
+        assert.deepEqual(
+          panelValues(d, 'ACTIVE replica').map((x) => x.value),
+          [1],
+          `${c.name}: one green tile`,
+        );
       }
     } finally {
       await a.stop();
@@ -320,7 +355,11 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
       const end = nowS();
       await assertAlertTable('split brain', c.name, start, end, faultAt, { fires: { GrinderHASplitBrain: 60 } });
       const d = await dashboard(c.name, start, end);
-      assert.deepEqual(panelValues(d, 'ACTIVE replica').map((x) => x.value), [2, 2], 'two tiles, both valued 2 (red)');
+      assert.deepEqual(
+        panelValues(d, 'ACTIVE replica').map((x) => x.value),
+        [2, 2],
+        'two tiles, both valued 2 (red)',
+      );
       const alert = (await live().prom.alerts()).find((x) => x.labels.alertname === 'GrinderHASplitBrain' && x.labels.grinder_cluster === c.name);
       assert.match(alert?.annotations.description ?? '', /fencing does NOT keep their writes apart/);
     } finally {
@@ -332,12 +371,22 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
     onCluster('s-cutoff', {}, async (c, leader, start) => {
       const faultAt = nowS();
       c.proxy(leader).partition(); // packets black-holed, the socket stays open
-      await waitFor('the cut-off leader to report Redis unreachable', async () => ((await c.status(leader)).redis_connected === false ? true : undefined), P(30), 20);
+      await waitFor(
+        'the cut-off leader to report Redis unreachable',
+        async () => ((await c.status(leader)).redis_connected === false ? true : undefined),
+        P(30),
+        20,
+      );
       const statusAfter = Date.now() - faultAt * 1000;
-      await waitFor('Prometheus to see grinder_ha_redis_up 0', async () => {
-        const v = await live().value(`grinder_ha_redis_up{grinder_cluster="${c.name}", instance="127.0.0.1:${c.ports[leader]}"}`);
-        return v === 0 ? true : undefined;
-      }, P(30), 100);
+      await waitFor(
+        'Prometheus to see grinder_ha_redis_up 0',
+        async () => {
+          const v = await live().value(`grinder_ha_redis_up{grinder_cluster="${c.name}", instance="127.0.0.1:${c.ports[leader]}"}`);
+          return v === 0 ? true : undefined;
+        },
+        P(30),
+        100,
+      );
       const seenAfter = Date.now() - faultAt * 1000;
       await c.becomes(1 - leader, 'active');
       const failoverAfter = Date.now() - faultAt * 1000;
@@ -345,7 +394,9 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
       c.proxy(leader).heal();
       await sleep(P(30));
       const end = nowS();
-      table.push(`# alert-table | leader cut off | (measured) | /status redis_connected false after ${prod(statusAfter).toFixed(1)} s, grinder_ha_redis_up 0 in Prometheus after ${prod(seenAfter).toFixed(1)} s, failover after ${prod(failoverAfter).toFixed(1)} s`);
+      table.push(
+        `# alert-table | leader cut off | (measured) | /status redis_connected false after ${prod(statusAfter).toFixed(1)} s, grinder_ha_redis_up 0 in Prometheus after ${prod(seenAfter).toFixed(1)} s, failover after ${prod(failoverAfter).toFixed(1)} s`,
+      );
       assert.ok(statusAfter <= RENEW_BOUND_MS, `redis_connected went false ${statusAfter} ms after the cut (bound ${RENEW_BOUND_MS} ms)`);
       await assertAlertTable('leader cut off from Redis', c.name, start, end, faultAt, { fires: { GrinderHANoHealthyStandby: 100 } });
       await dashboard(c.name, start, end);
@@ -364,7 +415,9 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
       const end = nowS();
       await assertAlertTable('paused leader', c.name, start, end, faultAt, { fires: {} });
       const leaderless = await leaderlessSeconds(c.name, faultAt - 1, resumedAt);
-      table.push(`# alert-table | paused leader | (measured) | time without a leader over the 30 s pause ${prod(leaderless * 1000).toFixed(1)} s (the paused leader's lease counts until it expires)`);
+      table.push(
+        `# alert-table | paused leader | (measured) | time without a leader over the 30 s pause ${prod(leaderless * 1000).toFixed(1)} s (the paused leader's lease counts until it expires)`,
+      );
       assert.ok(leaderless * 1000 <= P(12), `time without a leader ${prod(leaderless * 1000)} s: only the lease expiry until the successor's first scrape`);
       const gap = await workGapSeries(c.name, faultAt, resumedAt);
       assert.ok(gap.length >= ((resumedAt - faultAt) / SCRAPE_S) * 0.8, `work gap has data through the pause (${gap.length} points)`);
@@ -383,7 +436,10 @@ describe('scenarios (each its own cluster, side by side in one Prometheus)', { c
         const down = await live().prom.query(`count(ALERTS{alertstate="firing", alertname="GrinderHAReplicaDown", grinder_cluster="${c.name}"})`);
         assert.equal(Number((down.result as Sample[])[0]?.value?.[1]), 2, 'ReplicaDown for each replica');
         const d = await dashboard(c.name, start, end);
-        assert.deepEqual(panelValues(d, 'ACTIVE replica').map((x) => x.labels.instance_id), ['NOBODY']);
+        assert.deepEqual(
+          panelValues(d, 'ACTIVE replica').map((x) => x.labels.instance_id),
+          ['NOBODY'],
+        );
         assert.equal(one(panelValues(d, 'Replicas down'), 'replicas down'), 2);
       });
     } finally {
@@ -400,22 +456,34 @@ test('the monitoring itself: no rule ever failed, the Watchdog reached Alertmana
   const failures = await s.value('sum(prometheus_rule_evaluation_failures_total{rule_group=~".*grinder.*"})');
   assert.equal(failures, 0, 'a GRINDER rule failed to evaluate on real data');
   const everFired = await s.prom.queryRange('ALERTS{alertstate="firing", alertname=~"GrinderPrometheus.*"}', suiteStart, nowS(), SCRAPE_S);
-  assert.deepEqual((everFired.result as Sample[]).map((x) => x.metric.alertname), [], 'no meta alert fired while everything worked');
+  assert.deepEqual(
+    (everFired.result as Sample[]).map((x) => x.metric.alertname),
+    [],
+    'no meta alert fired while everything worked',
+  );
 
   const watchdog = s.am.received.find((a) => a.labels.alertname === 'GrinderWatchdog');
   assert.ok(watchdog, 'the Watchdog heartbeat reached Alertmanager');
   const sent = s.am.received.filter((a) => a.labels.alertname?.startsWith('GrinderHA'));
   assert.ok(sent.length > 0, 'the scenarios sent alerts');
   for (const a of [watchdog, ...sent]) {
-    assert.match(a.annotations.runbook_url ?? '', /^https?:\/\/.+\/docs\/runbooks\/ha-operations\.md#grinder[a-z]+$/, `absolute runbook link: ${a.annotations.runbook_url}`);
+    assert.match(
+      a.annotations.runbook_url ?? '',
+      /^https?:\/\/.+\/docs\/runbooks\/ha-operations\.md#grinder[a-z]+$/,
+      `absolute runbook link: ${a.annotations.runbook_url}`,
+    );
     assert.equal(a.labels.grinder_runbook_url, undefined, 'the link base is not a label');
   }
 
   const stoppedAt = nowS();
   await s.am.stop();
-  await waitFor('GrinderPrometheusNotificationsFailing to fire', async () =>
-    (await s.prom.alerts()).some((a) => a.labels.alertname === 'GrinderPrometheusNotificationsFailing' && a.state === 'firing') ? true : undefined,
-  P(180), 200);
+  await waitFor(
+    'GrinderPrometheusNotificationsFailing to fire',
+    async () =>
+      (await s.prom.alerts()).some((a) => a.labels.alertname === 'GrinderPrometheusNotificationsFailing' && a.state === 'firing') ? true : undefined,
+    P(180),
+    200,
+  );
   table.push(`# alert-table | Alertmanager down | GrinderPrometheusNotificationsFailing | fires | ${prod((nowS() - stoppedAt) * 1000).toFixed(1)} s`);
   assert.equal(await s.value('sum(prometheus_rule_evaluation_failures_total{rule_group=~".*grinder.*"})'), 0);
   for (const line of table.sort()) console.log(line);

@@ -22,7 +22,9 @@ export class ShiftedClock {
     try {
       execFileSync('cc', ['-shared', '-fPIC', '-O2', '-o', c.library, join(__dirname, 'clock-shim.c'), '-ldl'], { stdio: 'pipe' });
     } catch (err) {
-      throw new Error(`could not build the clock shim with cc (apt-get install gcc): ${err instanceof Error ? err.message : String(err)}`);
+      throw new Error(`could not build the clock shim with cc (apt-get install gcc libc6-dev): ${err instanceof Error ? err.message : String(err)}`, {
+        cause: err,
+      });
     }
     return c;
   }

@@ -42,9 +42,7 @@ export class FakeTime {
     const target = this.t + ms;
     for (;;) {
       await settle();
-      const due = this.timers
-        .filter((t) => t.at <= target && !t.owner.paused)
-        .sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
+      const due = this.timers.filter((t) => t.at <= target && !t.owner.paused).sort((a, b) => a.at - b.at || a.seq - b.seq)[0];
       if (!due) break;
       this.remove(due);
       this.t = Math.max(this.t, due.at);

@@ -194,7 +194,15 @@ export class FakeLock implements LeaseLock {
         if (rec) {
           return {
             kind: 'observed',
-            record: { state: rec.state, ver: rec.ver, token: rec.token, ttlMs: rec.ttl, maxTtlMs: rec.maxttl, instanceId: rec.instance, ours: rec.session === this.session },
+            record: {
+              state: rec.state,
+              ver: rec.ver,
+              token: rec.token,
+              ttlMs: rec.ttl,
+              maxTtlMs: rec.maxttl,
+              instanceId: rec.instance,
+              ours: rec.session === this.session,
+            },
             newest,
           };
         }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { Cluster, Redis } from 'ioredis';
+import { Redis, type Cluster } from 'ioredis';
 import { leadershipIntervals, type IncarnationRecord, type Interval, type RoleRecord } from '../../tools/chaos/checker';
 import { leaseKeys } from '../../src/redis/keys';
 import { RedisServer, type RedisServerOptions } from './redis';
@@ -194,7 +194,12 @@ export class FaultCluster {
       instance: inc.instance,
       incarnation: inc.incarnation,
       startedMonoMs: inc.startedMonoMs,
-      end: inc.killedMonoMs !== null ? { kind: 'killed', monoMs: inc.killedMonoMs } : inc.replica.alive ? { kind: 'running' } : { kind: 'exited', monoMs: monoNow(), code: null },
+      end:
+        inc.killedMonoMs !== null
+          ? { kind: 'killed', monoMs: inc.killedMonoMs }
+          : inc.replica.alive
+            ? { kind: 'running' }
+            : { kind: 'exited', monoMs: monoNow(), code: null },
       roleChanges: inc.replica.logsWith('role changed').map(toRoleRecord),
       rejectedWrites: inc.replica.logs.filter((l) => l.msg === 'fenced live write rejected: a newer leadership exists; stepping down').length,
     }));
@@ -216,7 +221,9 @@ export class FaultCluster {
       for (let j = i + 1; j < all.length; j++) {
         const b = all[j] as Interval;
         if (b.startMonoMs >= a.endMonoMs) continue;
-        assert.fail(`two leaders: ${a.instance}#${a.token} [${a.startMonoMs.toFixed(1)}, ${a.endMonoMs.toFixed(1)}] and ${b.instance}#${b.token} [${b.startMonoMs.toFixed(1)}, ${b.endMonoMs.toFixed(1)}] overlap by ${(a.endMonoMs - b.startMonoMs).toFixed(1)} ms`);
+        assert.fail(
+          `two leaders: ${a.instance}#${a.token} [${a.startMonoMs.toFixed(1)}, ${a.endMonoMs.toFixed(1)}] and ${b.instance}#${b.token} [${b.startMonoMs.toFixed(1)}, ${b.endMonoMs.toFixed(1)}] overlap by ${(a.endMonoMs - b.startMonoMs).toFixed(1)} ms`,
+        );
       }
       if (i > 0) {
         const prev = all[i - 1] as Interval;

@@ -128,8 +128,9 @@ export function scaleExprDurations(expr: string, factor: number): string {
   const d = '((?:\\d+(?:ms|s|m|h|d))+)';
   const scale = (x: string): string => formatMs(parseDurationMs(x) * factor);
   return expr
-    .replace(new RegExp(`\\[${d}(?::${d}?)?\\]`, 'g'), (_m, range: string, step: string | undefined) =>
-      `[${scale(range)}${step === undefined ? (_m.includes(':') ? ':' : '') : `:${scale(step)}`}]`,
+    .replace(
+      new RegExp(`\\[${d}(?::${d}?)?\\]`, 'g'),
+      (_m, range: string, step: string | undefined) => `[${scale(range)}${step === undefined ? (_m.includes(':') ? ':' : '') : `:${scale(step)}`}]`,
     )
     .replace(new RegExp(`\\boffset\\s+${d}`, 'g'), (_m, off: string) => `offset ${scale(off)}`);
 }
@@ -235,9 +236,7 @@ export class PrometheusServer {
     const hasParams = Object.keys(params).length > 0;
     const res = await fetch(`${this.url}${path}`, {
       method: hasParams ? 'POST' : 'GET',
-      ...(hasParams
-        ? { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(params).toString() }
-        : {}),
+      ...(hasParams ? { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(params).toString() } : {}),
       signal: AbortSignal.timeout(10_000),
     });
     const body = (await res.json()) as ApiAnswer<T>;

@@ -130,7 +130,13 @@ export class SentinelSetup {
 
   /** A client that follows the master, for the test's own reads. */
   client(): Redis {
-    return new Redis({ sentinels: this.sentinels.map((x) => ({ host: '127.0.0.1', port: x.port })), name: MASTER_NAME, retryStrategy: () => 100, sentinelRetryStrategy: () => 100, maxRetriesPerRequest: 2 });
+    return new Redis({
+      sentinels: this.sentinels.map((x) => ({ host: '127.0.0.1', port: x.port })),
+      name: MASTER_NAME,
+      retryStrategy: () => 100,
+      sentinelRetryStrategy: () => 100,
+      maxRetriesPerRequest: 2,
+    });
   }
 
   async cleanup(): Promise<void> {
@@ -158,12 +164,18 @@ export class SmallCluster {
       await m.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383');
       await m.call('CLUSTER', 'MEET', '127.0.0.1', String(replica.port));
       const masterId = String(await m.call('CLUSTER', 'MYID'));
-      await waitFor('the replica to meet the master', async () => (String(await r.call('CLUSTER', 'NODES')).includes(masterId) ? true : undefined), 10_000, 100);
+      await waitFor(
+        'the replica to meet the master',
+        async () => (String(await r.call('CLUSTER', 'NODES')).includes(masterId) ? true : undefined),
+        10_000,
+        100,
+      );
       await r.call('CLUSTER', 'REPLICATE', masterId);
       await waitFor(
         'the cluster to be ok with the replica in sync',
         async () => {
-          const ok = String(await m.call('CLUSTER', 'INFO')).includes('cluster_state:ok') && String(await r.call('CLUSTER', 'INFO')).includes('cluster_state:ok');
+          const ok =
+            String(await m.call('CLUSTER', 'INFO')).includes('cluster_state:ok') && String(await r.call('CLUSTER', 'INFO')).includes('cluster_state:ok');
           const synced = (await r.info('replication')).includes('master_link_status:up');
           return ok && synced ? true : undefined;
         },

@@ -18,6 +18,8 @@ export interface ReplicaOptions {
   mainJs?: string;
   port?: number;
   args?: string[];
+  /** Node options before the script, e.g. ['--require', fixture]. */
+  nodeArgs?: string[];
 }
 
 /** One `node dist/main.js` process, as containers and scripts run it, with its JSON log lines kept. */
@@ -25,16 +27,21 @@ export class Replica {
   readonly port: number;
   readonly logs: Record<string, unknown>[] = [];
   readonly stderr: string[] = [];
+  /** Lines on stdout that were not JSON (also kept in `stderr`, as before): the log stream must have none. */
+  readonly stdoutNonJson: string[] = [];
   private readonly proc: ChildProcess;
   readonly exited: Promise<number | null>;
   private exitCode: number | null | undefined;
+  /** The signal that ended the process, if one did. */
+  exitSignal: NodeJS.Signals | null = null;
 
   private constructor(port: number, proc: ChildProcess) {
     this.port = port;
     this.proc = proc;
     this.exited = new Promise((resolve) => {
-      proc.once('exit', (code) => {
+      proc.once('exit', (code, signal) => {
         this.exitCode = code;
+        this.exitSignal = signal;
         resolve(code);
       });
     });
@@ -49,6 +56,7 @@ export class Replica {
           this.logs.push(JSON.parse(line) as Record<string, unknown>);
         } catch {
           this.stderr.push(line);
+          this.stdoutNonJson.push(line);
         }
       }
     });
@@ -58,7 +66,7 @@ export class Replica {
   /** Spawns a replica and waits until its HTTP server answers. */
   static async start(opts: ReplicaOptions = {}): Promise<Replica> {
     const port = opts.port ?? (await freePort());
-    const proc = spawn(process.execPath, [opts.mainJs ?? MAIN_JS, ...(opts.args ?? [])], {
+    const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), opts.mainJs ?? MAIN_JS, ...(opts.args ?? [])], {
       env: {
         PATH: process.env.PATH ?? '',
         GRINDER_METRICS_PORT: String(port),
@@ -106,6 +114,11 @@ export class Replica {
     } catch {
       return 'down';
     }
+  }
+
+  /** Closes our end of the replica's stdout, as a log reader that went away would. */
+  closeStdout(): void {
+    this.proc.stdout?.destroy();
   }
 
   signal(sig: NodeJS.Signals): void {

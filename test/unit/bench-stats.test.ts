@@ -17,7 +17,7 @@ describe('bench statistics', () => {
     assert.equal(median([0.1, 0.2, 0.3]), 0.2);
   });
 
-  it('does not sort the caller\'s array', () => {
+  it("does not sort the caller's array", () => {
     const xs = [3, 1, 2];
     median(xs);
     p99(xs);

@@ -269,11 +269,7 @@ describe('chaos checker: merging and gaps', () => {
 
   it('finds the gaps in the union of intervals', () => {
     const ivs = leadershipIntervals(
-      [
-        inc('a', [toActive(1, 0), toStandby(1, 100)]),
-        inc('b', [toActive(2, 150), toStandby(2, 300)]),
-        inc('c', [toActive(3, 250), toStandby(3, 400)]),
-      ],
+      [inc('a', [toActive(1, 0), toStandby(1, 100)]), inc('b', [toActive(2, 150), toStandby(2, 300)]), inc('c', [toActive(3, 250), toStandby(3, 400)])],
       500,
     );
     assert.deepEqual(noLeaderGaps(ivs, 0, 500), [

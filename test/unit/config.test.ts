@@ -1,9 +1,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CONFIG_EXIT_CODE, ConfigError, loadConfig, redactRedisUrl, type Config } from '../../src/config';
+import { CONFIG_EXIT_CODE, ConfigError, loadConfig, redactRedisUrl, redisEndpoint, type Config } from '../../src/config';
+import { parseRedisTarget } from '../../src/redis/target';
+import { SETTINGS } from '../../src/usage';
 
 type Env = Record<string, string | undefined>;
 
@@ -140,7 +142,12 @@ describe('GRINDER_HA_ENABLED', () => {
 
   for (const raw of ['maybe', 'on', 'off', '2', 'y', 'truee']) {
     it(`rejects ${JSON.stringify(raw)}`, () => {
-      assertConfigError(configError(() => loadConfig({ GRINDER_HA_ENABLED: raw })), 'GRINDER_HA_ENABLED', raw, BOOL_RULE);
+      assertConfigError(
+        configError(() => loadConfig({ GRINDER_HA_ENABLED: raw })),
+        'GRINDER_HA_ENABLED',
+        raw,
+        BOOL_RULE,
+      );
     });
   }
 
@@ -174,7 +181,12 @@ describe('lease TTL and renew interval', () => {
 
   for (const raw of ['10s', '-1', '1.5e4', '10000.5', 'abc', '0x2710']) {
     it(`rejects the TTL ${JSON.stringify(raw)}`, () => {
-      assertConfigError(configError(() => loadConfig({ GRINDER_HA_LOCK_TTL_MS: raw })), 'GRINDER_HA_LOCK_TTL_MS', raw, MS_RULE(1000, 3_600_000));
+      assertConfigError(
+        configError(() => loadConfig({ GRINDER_HA_LOCK_TTL_MS: raw })),
+        'GRINDER_HA_LOCK_TTL_MS',
+        raw,
+        MS_RULE(1000, 3_600_000),
+      );
     });
   }
 
@@ -209,15 +221,30 @@ describe('lease TTL and renew interval', () => {
   });
 
   it('rejects a renew interval below 10 ms or not a number', () => {
-    assertConfigError(configError(() => loadConfig({ GRINDER_HA_RENEW_INTERVAL_MS: '9' })), 'GRINDER_HA_RENEW_INTERVAL_MS', '9', MS_RULE(10, 3_600_000));
-    assertConfigError(configError(() => loadConfig({ GRINDER_HA_RENEW_INTERVAL_MS: '3s' })), 'GRINDER_HA_RENEW_INTERVAL_MS', '3s', MS_RULE(10, 3_600_000));
+    assertConfigError(
+      configError(() => loadConfig({ GRINDER_HA_RENEW_INTERVAL_MS: '9' })),
+      'GRINDER_HA_RENEW_INTERVAL_MS',
+      '9',
+      MS_RULE(10, 3_600_000),
+    );
+    assertConfigError(
+      configError(() => loadConfig({ GRINDER_HA_RENEW_INTERVAL_MS: '3s' })),
+      'GRINDER_HA_RENEW_INTERVAL_MS',
+      '3s',
+      MS_RULE(10, 3_600_000),
+    );
   });
 });
 
 describe('metrics port', () => {
   for (const raw of ['0', '65536', 'abc', '-1', '80.5']) {
     it(`rejects GRINDER_METRICS_PORT=${JSON.stringify(raw)}`, () => {
-      assertConfigError(configError(() => loadConfig({ GRINDER_METRICS_PORT: raw })), 'GRINDER_METRICS_PORT', raw, PORT_RULE);
+      assertConfigError(
+        configError(() => loadConfig({ GRINDER_METRICS_PORT: raw })),
+        'GRINDER_METRICS_PORT',
+        raw,
+        PORT_RULE,
+      );
     });
   }
 
@@ -236,10 +263,30 @@ describe('metrics port', () => {
   });
 
   it('validates the --metrics-port value', () => {
-    assertConfigError(configError(() => loadConfig({}, ['--metrics-port', '70000'])), '--metrics-port', '70000', PORT_RULE);
-    assertConfigError(configError(() => loadConfig({}, ['--metrics-port=0'])), '--metrics-port', '0', PORT_RULE);
-    assertConfigError(configError(() => loadConfig({}, ['--metrics-port=abc'])), '--metrics-port', 'abc', PORT_RULE);
-    assertConfigError(configError(() => loadConfig({}, ['--metrics-port'])), '--metrics-port', '', 'needs a port number, e.g. --metrics-port 9091');
+    assertConfigError(
+      configError(() => loadConfig({}, ['--metrics-port', '70000'])),
+      '--metrics-port',
+      '70000',
+      PORT_RULE,
+    );
+    assertConfigError(
+      configError(() => loadConfig({}, ['--metrics-port=0'])),
+      '--metrics-port',
+      '0',
+      PORT_RULE,
+    );
+    assertConfigError(
+      configError(() => loadConfig({}, ['--metrics-port=abc'])),
+      '--metrics-port',
+      'abc',
+      PORT_RULE,
+    );
+    assertConfigError(
+      configError(() => loadConfig({}, ['--metrics-port'])),
+      '--metrics-port',
+      '',
+      'needs a port number, e.g. --metrics-port 9091',
+    );
   });
 
   it('rejects any other command-line argument', () => {
@@ -260,7 +307,12 @@ describe('metrics port', () => {
 describe('GRINDER_REDIS_URL', () => {
   it('rejects an unparsable URL without echoing it', () => {
     const err = configError(() => loadConfig({ GRINDER_REDIS_URL: 'not a url' }));
-    assertConfigError(err, 'GRINDER_REDIS_URL', '<unparsable>', 'must be a URL such as redis://[:password@]host:6379/0, rediss://…, redis+sentinel://host:26379/mymaster or redis+cluster://host:6379');
+    assertConfigError(
+      err,
+      'GRINDER_REDIS_URL',
+      '<unparsable>',
+      'must be a URL such as redis://[:password@]host:6379/0, rediss://…, redis+sentinel://host:26379/mymaster or redis+cluster://host:6379',
+    );
   });
 
   it('rejects a scheme other than redis://, rediss://, redis+sentinel:// and redis+cluster://', () => {
@@ -291,6 +343,33 @@ describe('GRINDER_REDIS_URL', () => {
     ]) {
       assert.equal(loadConfig({ GRINDER_REDIS_URL: url }).redisUrl, url);
     }
+  });
+
+  it('rejects user info without a colon (a password missing its colon), never showing it', () => {
+    for (const url of ['redis://SECRET@host:6379/0', 'rediss://SECRET@host/0']) {
+      const err = configError(() => loadConfig({ GRINDER_REDIS_URL: url }));
+      assert.equal(err.variable, 'GRINDER_REDIS_URL');
+      assert.match(err.rule, /no colon.*redis:\/\/:PASSWORD@host/);
+      assert.ok(!err.message.includes('SECRET'), err.message);
+    }
+    // An ACL user whose password is empty on purpose still has a way to say so.
+    assert.equal(loadConfig({ GRINDER_REDIS_URL: 'redis://alice:@host/0' }).redisUrl, 'redis://alice:@host/0');
+  });
+
+  it('rejects a database beyond 15 (Redis has 16 by default), in the path or the query', () => {
+    for (const url of ['redis://host/99', 'redis://host/16', 'redis://host?db=16']) {
+      const err = configError(() => loadConfig({ GRINDER_REDIS_URL: url }));
+      assert.equal(err.variable, 'GRINDER_REDIS_URL');
+      assert.match(err.rule, /out of range: use 0 to 15 \(a Redis has 16 databases/);
+      assert.match(err.rule, /GRINDER_HA_LOCK_KEY/);
+    }
+    assert.equal(loadConfig({ GRINDER_REDIS_URL: 'redis://host/15' }).redisUrl, 'redis://host/15');
+  });
+
+  it('knows where a URL points, without its credentials', () => {
+    assert.deepEqual(redisEndpoint(parseRedisTarget('rediss://:pw@redis.example.com:6380/2')), { host: 'redis.example.com', port: 6380, db: 2, tls: true });
+    assert.deepEqual(redisEndpoint(parseRedisTarget('redis://redis')), { host: 'redis', port: 6379, db: 0, tls: false });
+    assert.deepEqual(redisEndpoint(parseRedisTarget('redis://[::1]:7000?db=3')), { host: '::1', port: 7000, db: 3, tls: false });
   });
 
   it('never puts the password of the URL in a ConfigError', () => {
@@ -327,7 +406,7 @@ describe('GRINDER_REDIS_URL', () => {
 });
 
 describe('Sentinel and Cluster URLs', () => {
-  it('reads a Sentinel URL: several Sentinels, the master name, a database, and the data nodes\' credentials', () => {
+  it("reads a Sentinel URL: several Sentinels, the master name, a database, and the data nodes' credentials", () => {
     const c = loadConfig({ GRINDER_REDIS_URL: 'redis+sentinel://app:s3cret@s1:26379,s2,[::1]:26380/mymaster/2' });
     assert.deepEqual(c.redis, {
       mode: 'sentinel',
@@ -345,18 +424,33 @@ describe('Sentinel and Cluster URLs', () => {
   });
 
   it("takes the Sentinels' own password from GRINDER_REDIS_SENTINEL_PASSWORD, never from the URL", () => {
-    const c = loadConfig({ GRINDER_REDIS_URL: 'rediss+sentinel://s1:26379/mymaster', GRINDER_REDIS_SENTINEL_PASSWORD: 'sentinel-secret', GRINDER_REDIS_SENTINEL_USERNAME: 'watcher' });
+    const c = loadConfig({
+      GRINDER_REDIS_URL: 'rediss+sentinel://s1:26379/mymaster',
+      GRINDER_REDIS_SENTINEL_PASSWORD: 'sentinel-secret',
+      GRINDER_REDIS_SENTINEL_USERNAME: 'watcher',
+    });
     assert.equal(c.redis.mode, 'sentinel');
     if (c.redis.mode !== 'sentinel') return;
     assert.equal(c.redis.sentinelPassword, 'sentinel-secret');
     assert.equal(c.redis.sentinelUsername, 'watcher');
     assert.equal(c.redis.tls, true);
-    assert.throws(() => loadConfig({ GRINDER_REDIS_URL: 'redis+sentinel://s1/mymaster?sentinelPassword=x' }), /no query parameters; give the Sentinels' password in GRINDER_REDIS_SENTINEL_PASSWORD/);
+    assert.throws(
+      () => loadConfig({ GRINDER_REDIS_URL: 'redis+sentinel://s1/mymaster?sentinelPassword=x' }),
+      /no query parameters; give the Sentinels' password in GRINDER_REDIS_SENTINEL_PASSWORD/,
+    );
   });
 
   it('reads a Cluster URL with several seed nodes', () => {
     const c = loadConfig({ GRINDER_REDIS_URL: 'redis+cluster://:pw@n1:7000,n2:7001' });
-    assert.deepEqual(c.redis, { mode: 'cluster', nodes: [{ host: 'n1', port: 7_000 }, { host: 'n2', port: 7_001 }], tls: false, password: 'pw' });
+    assert.deepEqual(c.redis, {
+      mode: 'cluster',
+      nodes: [
+        { host: 'n1', port: 7_000 },
+        { host: 'n2', port: 7_001 },
+      ],
+      tls: false,
+      password: 'pw',
+    });
   });
 
   for (const [url, rule] of [
@@ -378,6 +472,10 @@ describe('Sentinel and Cluster URLs', () => {
     assert.equal(redactRedisUrl('redis+sentinel://app:s3cret@s1:26379/m'), 'redis+sentinel://app:***@s1:26379/m');
     assert.equal(redactRedisUrl('redis+cluster://lonely-secret@n1:7000'), 'redis+cluster://***@n1:7000');
     assert.throws(
+      () => loadConfig({ GRINDER_REDIS_URL: 'redis+cluster://lonely-secret@n1:7000' }),
+      (err: unknown) => err instanceof Error && !err.message.includes('lonely-secret') && /user info has no colon/.test(err.message),
+    );
+    assert.throws(
       () => loadConfig({ GRINDER_REDIS_URL: 'redis+cluster://u:topsecret@n1:7000/9' }),
       (err: unknown) => err instanceof Error && !err.message.includes('topsecret') && err.message.includes('u:***@'),
     );
@@ -387,11 +485,14 @@ describe('Sentinel and Cluster URLs', () => {
     assert.equal(loadConfig({}).minReplicas, 'auto');
     assert.equal(loadConfig({ GRINDER_REDIS_MIN_REPLICAS: ' 2 ' }).minReplicas, 2);
     assert.equal(loadConfig({ GRINDER_REDIS_MIN_REPLICAS: 'AUTO' }).minReplicas, 'auto');
-    assert.throws(() => loadConfig({ GRINDER_REDIS_MIN_REPLICAS: 'two' }), /must be auto \(every connected replica, up to one\) or a whole number from 0 to 16/);
+    assert.throws(
+      () => loadConfig({ GRINDER_REDIS_MIN_REPLICAS: 'two' }),
+      /must be auto \(every connected replica, up to one\) or a whole number from 0 to 16/,
+    );
     assert.throws(() => loadConfig({ GRINDER_REDIS_MIN_REPLICAS: '17' }), /from 0 to 16/);
   });
 
-  it('on a Cluster, the live stream must share the lock key\'s slot', () => {
+  it("on a Cluster, the live stream must share the lock key's slot", () => {
     assert.throws(() => loadConfig({ GRINDER_REDIS_URL: 'redis+cluster://n1:7000', GRINDER_LIVE_STREAM_KEY: 'elsewhere' }), /must hash to the lock key's slot/);
     assert.equal(loadConfig({ GRINDER_REDIS_URL: 'redis+cluster://n1:7000' }).live.streamKey, '{grinder:leader:lock}:live');
     assert.equal(loadConfig({ GRINDER_LIVE_STREAM_KEY: 'elsewhere' }).live.streamKey, 'elsewhere', 'one Redis takes any key');
@@ -408,6 +509,8 @@ describe('redactRedisUrl', () => {
     ['redis://host:6379/0?password=s3cret&db=1', 'redis://host:6379/0?password=***&db=1'],
     ['redis://host:6379/0?sentinelPassword=s3cret', 'redis://host:6379/0?sentinelPassword=***'],
     ['redis:/:s3cret@host/0', 'redis:/:***@host/0'],
+    ['redis://SECRET@host:6379/0', 'redis://***@host:6379/0'],
+    ['redis:/SECRET@host/0', 'redis:/***@host/0'],
     ['not a url :s3cret@', '<unparsable Redis URL>'],
   ];
   for (const [url, shown] of cases) {
@@ -419,7 +522,12 @@ describe('redactRedisUrl', () => {
 
 describe('other variables', () => {
   it('rejects a lock key with white space', () => {
-    assertConfigError(configError(() => loadConfig({ GRINDER_HA_LOCK_KEY: 'my lock' })), 'GRINDER_HA_LOCK_KEY', 'my lock', 'must not contain white space');
+    assertConfigError(
+      configError(() => loadConfig({ GRINDER_HA_LOCK_KEY: 'my lock' })),
+      'GRINDER_HA_LOCK_KEY',
+      'my lock',
+      'must not contain white space',
+    );
   });
 
   it('rejects an instance id with characters outside the allowed set', () => {
@@ -435,6 +543,17 @@ describe('other variables', () => {
       'x'.repeat(129),
       'must be 1 to 128 characters of letters, digits and _ . : @ -',
     );
+  });
+
+  it('rejects a GRINDER_HTTP_HOST that is neither an IP address nor a host name', () => {
+    for (const host of ['bad host', 'http://0.0.0.0', '0.0.0.0:9090', 'host_name', '-lead.example']) {
+      const err = configError(() => loadConfig({ GRINDER_HTTP_HOST: host }));
+      assert.equal(err.variable, 'GRINDER_HTTP_HOST');
+      assert.match(err.rule, /must be an IP address of this machine/);
+    }
+    for (const host of ['0.0.0.0', '::', '127.0.0.1', '::1', 'localhost', 'grinder-1.internal']) {
+      assert.equal(loadConfig({ GRINDER_HTTP_HOST: host }).httpHost, host);
+    }
   });
 
   it('rejects an unknown log level', () => {
@@ -467,6 +586,12 @@ describe('node dist/main.js with a bad configuration', () => {
     [{ GRINDER_HA_RENEW_INTERVAL_MS: '10000' }, 'GRINDER_HA_RENEW_INTERVAL_MS', '"10000"'],
     [{ GRINDER_METRICS_PORT: '65536' }, 'GRINDER_METRICS_PORT', '"65536"'],
     [{ GRINDER_REDIS_URL: 'not a url' }, 'GRINDER_REDIS_URL', '"<unparsable>"'],
+    [{ GRINDER_REDIS_URL: 'redis://SECRET@redis:6379/0' }, 'GRINDER_REDIS_URL', '"redis://***@redis:6379/0"'],
+    [{ GRINDER_REDIS_URL: 'redis://redis/99' }, 'GRINDER_REDIS_URL', '"redis://redis/99"'],
+    [{ GRINDER_HTTP_HOST: 'not a host' }, 'GRINDER_HTTP_HOST', '"not a host"'],
+    [{ OTEL_TRACES_EXPORTER: 'zipkin' }, 'OTEL_TRACES_EXPORTER', '"zipkin"'],
+    [{ OTEL_EXPORTER_OTLP_PROTOCOL: 'thrift' }, 'OTEL_EXPORTER_OTLP_PROTOCOL', '"thrift"'],
+    [{ OTEL_LOG_LEVEL: 'loud' }, 'OTEL_LOG_LEVEL', '"loud"'],
   ];
   for (const [env, variable, value] of cases) {
     it(`exits ${CONFIG_EXIT_CODE} with one stderr line naming ${variable}`, () => {
@@ -485,6 +610,45 @@ describe('node dist/main.js with a bad configuration', () => {
     const r = spawnSync(process.execPath, [MAIN_JS, '--metrics-port', '0'], { env: { PATH: process.env.PATH }, encoding: 'utf8', timeout: 20_000 });
     assert.equal(r.status, CONFIG_EXIT_CODE);
     assert.equal(r.stderr, 'grinder: invalid configuration: --metrics-port="0": must be a whole number from 1 to 65535\n');
+  });
+
+  // 192.0.2.1 is TEST-NET-1 (RFC 5737), never an address of this machine; .invalid never resolves (RFC 6761).
+  for (const [host, why] of [
+    ['192.0.2.1', 'is not an address of this machine'],
+    ['grinder.invalid', 'does not resolve to an address'],
+  ] as const) {
+    it(`exits ${CONFIG_EXIT_CODE} when GRINDER_HTTP_HOST=${host} cannot be listened on`, () => {
+      const r = run({ GRINDER_HTTP_HOST: host, GRINDER_METRICS_PORT: '19090' });
+      assert.equal(r.status, CONFIG_EXIT_CODE, r.stderr);
+      const lines = r.stderr.split('\n').filter((l) => l !== '');
+      assert.equal(lines.length, 1, r.stderr);
+      assert.ok(lines[0]?.startsWith(`grinder: could not start: cannot listen on ${host}:19090: GRINDER_HTTP_HOST=${host} ${why}`), lines[0]);
+    });
+  }
+
+  it('--help lists every setting and exits 0; --version prints the version', () => {
+    const help = spawnSync(process.execPath, [MAIN_JS, '--help'], { env: { PATH: process.env.PATH }, encoding: 'utf8', timeout: 20_000 });
+    assert.equal(help.status, 0);
+    assert.equal(help.stderr, '');
+    for (const s of SETTINGS) assert.ok(help.stdout.includes(`  ${s.name}  `), `--help lists ${s.name}`);
+    // Every variable the configuration reads is in the list.
+    const read = new Set(
+      readFileSync(join(__dirname, '..', '..', 'src', 'config.ts'), 'utf8')
+        .match(/'GRINDER_[A-Z_]+'/g)
+        ?.map((m) => m.slice(1, -1)),
+    );
+    for (const name of read)
+      assert.ok(
+        SETTINGS.some((s) => s.name === name),
+        `${name} is missing from SETTINGS`,
+      );
+    // …and the README's configuration table documents each of them.
+    const readme = readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8');
+    for (const s of SETTINGS) assert.ok(readme.includes(`| \`${s.name}\``) || readme.includes(`\`${s.name}\`, `), `README.md does not document ${s.name}`);
+    const version = spawnSync(process.execPath, [MAIN_JS, '--version'], { env: { PATH: process.env.PATH }, encoding: 'utf8', timeout: 20_000 });
+    assert.equal(version.status, 0);
+    const pkg = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+    assert.equal(version.stdout, `${pkg.version}\n`);
   });
 
   it('does not print the Redis password when it stops on a bad value', () => {

@@ -211,7 +211,7 @@ describe('LeaderElector', () => {
     sim2.store.keyType = 'hash';
     b.elector.start();
     await sim2.time.advance(10 * TTL);
-    assert.equal(b.elector.currentRole(), 'standby', 'a hash at the lock key is somebody else\'s data');
+    assert.equal(b.elector.currentRole(), 'standby', "a hash at the lock key is somebody else's data");
     assert.equal(b.elector.snapshot().leaseState, 'anomaly');
     sim2.store.keyType = 'string';
     sim2.store.raw = null;
@@ -307,7 +307,8 @@ describe('LeaderElector', () => {
       else if (fault < 0.5) victim.lock.mode = victim.lock.mode === 'ok' ? 'down' : 'ok';
       else if (fault < 0.6) victim.lock.mode = victim.lock.mode === 'ok' ? 'timeout' : 'ok';
       else if (fault < 0.7) victim.lock.latencyMs = Math.floor(rand() * 150);
-      else if (fault < 0.75) sim.store.raw = null; // DEL or eviction of the record
+      else if (fault < 0.75)
+        sim.store.raw = null; // DEL or eviction of the record
       else if (fault < 0.8) victim.lock.deaf = !victim.lock.deaf;
       await sim.time.advanceChecking(Math.floor(rand() * 2 * TTL), 5, () => assertAtMostOneActive(sim));
     }
@@ -421,10 +422,9 @@ describe('LeaderElector', () => {
     a.elector.start();
     await sim.time.advance(2);
     const gaps: number[] = [];
-    let resignedAt = 0;
     for (let i = 0; i < 3; i++) {
       const ctx = a.contexts.at(-1);
-      resignedAt = sim.time.now();
+      const resignedAt = sim.time.now();
       ctx?.resign('work failed');
       const count = a.contexts.length;
       // Resign again as soon as it leads again: the failures repeat.

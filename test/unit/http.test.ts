@@ -40,7 +40,6 @@ describe('HTTP contract', () => {
       },
       uptimeSeconds: () => uptime,
     });
-    app.silent = true; // the 500 test throws on purpose; keep Koa from printing it
     server = createServer(app.callback());
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -285,6 +284,16 @@ describe('HTTP contract', () => {
       assert.equal(r.headers.get('allow'), 'HEAD, GET');
       assert.equal(r.headers.get('content-type'), JSON_TYPE);
       assert.deepEqual(JSON.parse(r.body), { error: 'method not allowed', detail: 'PROPFIND is not supported on /readyz; use HEAD, GET' });
+    });
+
+    it('matches paths as the router did: any case, one trailing slash, query string ignored', async () => {
+      ha.setRole('active');
+      for (const path of ['/READYZ', '/readyz/', '/readyz?probe=1']) {
+        const r = await request(path);
+        assert.equal(r.status, 200, path);
+        assert.equal(r.body, '{"ready": true, "role": "active"}', path);
+      }
+      assert.equal((await request('/readyz//')).status, 404);
     });
 
     it('answers HEAD /readyz like GET, without a body', async () => {

@@ -1,14 +1,8 @@
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isSpanContextValid, SpanStatusCode, type Attributes } from '@opentelemetry/api';
-import {
-  DataPointType,
-  MeterProvider,
-  MetricReader,
-  type Histogram,
-  type MetricData,
-} from '@opentelemetry/sdk-metrics';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { DataPointType, MeterProvider, MetricReader, type Histogram, type MetricData } from '@opentelemetry/sdk-metrics';
+import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import pino from 'pino';
 import {
   LockUnavailableError,
@@ -35,11 +29,19 @@ const OPERATIONS = ['acquire', 'renew', 'release'] as const;
 const R20 = [1, 1.12, 1.25, 1.4, 1.6, 1.8, 2, 2.24, 2.5, 2.8, 3.15, 3.55, 4, 4.5, 5, 5.6, 6.3, 7.1, 8, 9];
 /** TTL 10 s: command timeout 2 s; R20 steps from 10 ms up to it, then the timeout and the TTL. */
 const BUCKETS_10S = [
-  0.001, 0.0025, 0.005,
+  0.001,
+  0.0025,
+  0.005,
   ...R20.map((m) => Number((m * 0.01).toPrecision(3))),
   ...R20.map((m) => Number((m * 0.1).toPrecision(3))),
-  1, 1.12, 1.25, 1.4, 1.6, 1.8,
-  2, 10,
+  1,
+  1.12,
+  1.25,
+  1.4,
+  1.6,
+  1.8,
+  2,
+  10,
 ];
 const CLUSTER = 'grinder:leader:lock';
 
@@ -457,7 +459,15 @@ describe('Prometheus text from startTelemetry', () => {
 
       const ha = new FakeHa({ role: 'active', fencingToken: 42, leaseRemainingMs: 9_500, redisConnected: true });
       let uptime = 61.5;
-      observeState(t.meter, { ha, ready: () => ha.state.role === 'active', instanceId: INSTANCE_ID, version: VERSION, lockTtlMs: 10_000, renewIntervalMs: 3_000, uptimeSeconds: () => uptime });
+      observeState(t.meter, {
+        ha,
+        ready: () => ha.state.role === 'active',
+        instanceId: INSTANCE_ID,
+        version: VERSION,
+        lockTtlMs: 10_000,
+        renewIntervalMs: 3_000,
+        uptimeSeconds: () => uptime,
+      });
       const instruments = createInstruments(t.meter, { lockTtlMs: 10_000, live: false });
       instruments.lockFailure('renew', 'lost');
       instruments.transition('standby', 'active');
@@ -506,7 +516,10 @@ describe('Prometheus text from startTelemetry', () => {
       }
       // Runtime metrics through @opentelemetry/instrumentation-runtime-node, cluster included.
       for (const name of Object.values(RuntimeMetric)) {
-        assert.ok(lines.some((l) => l.startsWith(`${name}{`) || l.startsWith(`${name}_bucket{`)), `no ${name} in:\n${text}`);
+        assert.ok(
+          lines.some((l) => l.startsWith(`${name}{`) || l.startsWith(`${name}_bucket{`)),
+          `no ${name} in:\n${text}`,
+        );
       }
       assert.ok(!text.includes('otel_scope'), 'no otel_scope_* labels');
       assert.ok(!text.includes('target_info'), 'no target_info');
@@ -525,8 +538,14 @@ describe('Prometheus text from startTelemetry', () => {
         if (l === '' || l.startsWith('#')) continue;
         const family = (l.split(/[{ ]/)[0] as string).replace(/_(bucket|sum|count)$/, '');
         if (!family.startsWith('grinder_')) continue;
-        assert.ok(lines.includes(`# TYPE ${family} ${family === Metric.haRenewLatency ? 'histogram' : family.endsWith('_total') ? 'counter' : 'gauge'}`), `TYPE for ${l}`);
-        assert.ok(lines.some((x) => x.startsWith(`# HELP ${family} `)), `HELP for ${l}`);
+        assert.ok(
+          lines.includes(`# TYPE ${family} ${family === Metric.haRenewLatency ? 'histogram' : family.endsWith('_total') ? 'counter' : 'gauge'}`),
+          `TYPE for ${l}`,
+        );
+        assert.ok(
+          lines.some((x) => x.startsWith(`# HELP ${family} `)),
+          `HELP for ${l}`,
+        );
       }
 
       // The role is judged at scrape time.
@@ -594,7 +613,7 @@ class ScriptedLock implements LeaseLock {
 
 describe('InstrumentedLeaseLock', () => {
   let exporter: InMemorySpanExporter;
-  let tracerProvider: BasicTracerProvider;
+  let tracerProvider: TracerProvider;
   let h: MetricsHarness;
   let inner: ScriptedLock;
   let lock: InstrumentedLeaseLock;
@@ -602,11 +621,19 @@ describe('InstrumentedLeaseLock', () => {
 
   beforeEach(() => {
     exporter = new InMemorySpanExporter();
-    tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    tracerProvider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
     h = metricsHarness();
     inner = new ScriptedLock();
     now = 1_000;
-    lock = new InstrumentedLeaseLock(inner, tracerProvider.getTracer('test'), h.instruments, INSTANCE_ID, pino({ level: 'silent' }), () => now, ANSWER_WITHIN_MS);
+    lock = new InstrumentedLeaseLock(
+      inner,
+      tracerProvider.getTracer('test'),
+      h.instruments,
+      INSTANCE_ID,
+      pino({ level: 'silent' }),
+      () => now,
+      ANSWER_WITHIN_MS,
+    );
   });
 
   afterEach(async () => {

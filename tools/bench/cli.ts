@@ -10,9 +10,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem, type } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { RedisServer } from '../../test/support/redis';
 import { REPO_ROOT } from '../../test/support/replica';
 import { Resources } from './cleanup';
 import { Pair, type LeaseTimingConfig } from './cluster';
+import { costVsBaseline, type CostResult } from './cost';
 import { evaluateTargets, renderMarkdown, type BenchResult, type ConfigResult, type Machine } from './report';
 import { DistSnapshot } from './replica';
 import { sentinelFailover, type SentinelResult } from './sentinel';
@@ -48,21 +50,31 @@ function parseOptions(argv: readonly string[]): Options {
     const [name, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
     const value = (): string | undefined => inline ?? argv[++i];
     switch (name) {
-      case '--trials': trials = positive(name, value()); break;
-      case '--quick': o.quick = true; break;
+      case '--trials':
+        trials = positive(name, value());
+        break;
+      case '--quick':
+        o.quick = true;
+        break;
       case '--json': {
         const v = value();
         if (!v) throw new Error(`--json needs a file name\n${USAGE}`);
         o.json = v;
         break;
       }
-      case '--connections': o.connections = positive(name, value()); break;
-      case '--load-seconds': loadSeconds = positive(name, value()); break;
-      case '--help': case '-h':
+      case '--connections':
+        o.connections = positive(name, value());
+        break;
+      case '--load-seconds':
+        loadSeconds = positive(name, value());
+        break;
+      case '--help':
+      case '-h':
         process.stdout.write(`${USAGE}\n`);
         process.exit(0);
         break;
-      default: throw new Error(`unknown option ${a}\n${USAGE}`);
+      default:
+        throw new Error(`unknown option ${a}\n${USAGE}`);
     }
   }
   o.trials = trials ?? (o.quick ? 3 : 10);
@@ -107,7 +119,13 @@ const log = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
 
-async function benchConfig(timing: LeaseTimingConfig, opts: Options, res: Resources, snapshot: DistSnapshot, withLoad: boolean): Promise<{ config: ConfigResult; load: LoadAndMemory | null; loadError: string | null }> {
+async function benchConfig(
+  timing: LeaseTimingConfig,
+  opts: Options,
+  res: Resources,
+  snapshot: DistSnapshot,
+  withLoad: boolean,
+): Promise<{ config: ConfigResult; load: LoadAndMemory | null; loadError: string | null }> {
   log(`\n== TTL ${timing.ttlMs} ms, renew ${timing.renewMs} ms (${timing.label}) ==`);
   const t0 = performance.now();
   const pair = await Pair.start(timing, snapshot, res);
@@ -156,7 +174,9 @@ async function main(): Promise<void> {
 
   const m = machine();
   const git = gitInfo();
-  log(`GRINDER HA bench: ${m.cpus} CPUs (${m.cpuModel}), Node ${m.node}, ${m.redisServer}, commit ${git.commit}${git.srcDirty ? ' (src/ has uncommitted changes)' : ''}`);
+  log(
+    `GRINDER HA bench: ${m.cpus} CPUs (${m.cpuModel}), Node ${m.node}, ${m.redisServer}, commit ${git.commit}${git.srcDirty ? ' (src/ has uncommitted changes)' : ''}`,
+  );
   log(`trials ${opts.trials}${opts.quick ? ' (quick)' : ''}, load ${opts.connections} connections × ${opts.loadSeconds} s`);
 
   const snapshot = res.snapshot(new DistSnapshot());
@@ -165,14 +185,24 @@ async function main(): Promise<void> {
 
   const configs: ConfigResult[] = [];
   let load: LoadAndMemory | null = null;
-  let sentinel: SentinelResult | null = null;
+  let sentinel: SentinelResult | null;
   const loadErrors: string[] = [];
+  let cost: CostResult | null = null;
   try {
     for (const [i, timing] of timings.entries()) {
       const r = await benchConfig(timing, opts, res, snapshot, i === timings.length - 1);
       configs.push(r.config);
       load = r.load ?? load;
       if (r.loadError) loadErrors.push(`load/memory: ${r.loadError}`);
+    }
+    log('\n== cost: GRINDER beside a minimal node:http + ioredis elector ==');
+    try {
+      const redis = res.redis(await RedisServer.start());
+      cost = await costVsBaseline(redis, snapshot, res, opts.connections, opts.loadSeconds * 1_000, opts.quick ? 1 : 3, log);
+      await res.releaseRedis(redis);
+    } catch (err) {
+      loadErrors.push(`cost: ${err instanceof Error ? err.message : String(err)}`);
+      log(`  cost comparison failed: ${loadErrors.at(-1) ?? ''}`);
     }
     const short = timings[0] as LeaseTimingConfig;
     log(`\n== Sentinel master kill, TTL ${short.ttlMs} ms, renew ${short.renewMs} ms, Sentinel down-after 1000 ms ==`);
@@ -181,11 +211,13 @@ async function main(): Promise<void> {
     await res.closeAll();
   }
 
-  const failures = configs.flatMap((c) => [
-    ...c.crash.failures.map((x) => `crash ${c.timing.ttlMs}/${c.timing.renewMs} ${x}`),
-    ...c.graceful.failures.map((x) => `graceful ${c.timing.ttlMs}/${c.timing.renewMs} ${x}`),
-    ...c.redisRestart.failures.map((x) => `redis restart ${c.timing.ttlMs}/${c.timing.renewMs} ${x}`),
-  ]).concat(loadErrors, sentinel?.failures ?? []);
+  const failures = configs
+    .flatMap((c) => [
+      ...c.crash.failures.map((x) => `crash ${c.timing.ttlMs}/${c.timing.renewMs} ${x}`),
+      ...c.graceful.failures.map((x) => `graceful ${c.timing.ttlMs}/${c.timing.renewMs} ${x}`),
+      ...c.redisRestart.failures.map((x) => `redis restart ${c.timing.ttlMs}/${c.timing.renewMs} ${x}`),
+    ])
+    .concat(loadErrors, sentinel?.failures ?? []);
   const result: BenchResult = {
     date: new Date().toISOString(),
     machine: m,
@@ -193,6 +225,7 @@ async function main(): Promise<void> {
     options: { trials: opts.trials, quick: opts.quick, connections: opts.connections, loadSeconds: opts.loadSeconds },
     configs,
     load,
+    cost,
     sentinel,
     targets: evaluateTargets(configs),
     failures,

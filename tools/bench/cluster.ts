@@ -115,7 +115,7 @@ export class Pair {
   async settled(timeoutMs: number, stablePolls = 3): Promise<number> {
     const deadline = performance.now() + timeoutMs;
     let streak = 0;
-    let last: ReadyRole[] = [];
+    let last: ReadyRole[];
     for (;;) {
       last = await this.roles();
       const active = last.indexOf('active');

@@ -42,12 +42,23 @@ function parseArgs(argv: readonly string[]): Args {
     const value = argv[i + 1];
     if (value === undefined) throw new Error(`${name} needs a value`);
     switch (name) {
-      case '--port': out.port = Number(value); break;
-      case '--path': out.path = value; break;
-      case '--connections': out.connections = Number(value); break;
-      case '--duration-ms': out.durationMs = Number(value); break;
-      case '--warmup-ms': out.warmupMs = Number(value); break;
-      default: throw new Error(`unknown argument ${name}`);
+      case '--port':
+        out.port = Number(value);
+        break;
+      case '--path':
+        out.path = value;
+        break;
+      case '--connections':
+        out.connections = Number(value);
+        break;
+      case '--duration-ms':
+        out.durationMs = Number(value);
+        break;
+      case '--warmup-ms':
+        out.warmupMs = Number(value);
+        break;
+      default:
+        throw new Error(`unknown argument ${name}`);
     }
   }
   if (!Number.isInteger(out.port) || out.port <= 0) throw new Error('--port is required');
@@ -88,7 +99,7 @@ async function run(args: Args): Promise<LoadResult> {
         return;
       }
       if (cpuAtStart === null && t0 >= measureFrom) cpuAtStart = process.cpuUsage();
-      let status = 0;
+      let status: number;
       try {
         status = await conn.get();
       } catch {

@@ -66,15 +66,14 @@ export class BenchReplica {
   }
 
   /** Spawns a replica and waits until it answers /healthz; `track` sees it as soon as it exists. */
-  static async start(
-    snapshot: DistSnapshot,
-    name: string,
-    env: Record<string, string>,
-    track: (r: BenchReplica) => void,
-    port?: number,
-  ): Promise<BenchReplica> {
+  static start(snapshot: DistSnapshot, name: string, env: Record<string, string>, track: (r: BenchReplica) => void, port?: number): Promise<BenchReplica> {
+    return BenchReplica.run(snapshot.mainJs, name, env, track, port);
+  }
+
+  /** Like start(), for any script that reads GRINDER_METRICS_PORT and answers /healthz (the baseline elector). */
+  static async run(script: string, name: string, env: Record<string, string>, track: (r: BenchReplica) => void, port?: number): Promise<BenchReplica> {
     const p = port ?? (await freePort());
-    const proc = spawn(process.execPath, [snapshot.mainJs], {
+    const proc = spawn(process.execPath, [script], {
       env: { PATH: process.env.PATH ?? '', GRINDER_METRICS_PORT: String(p), GRINDER_HTTP_HOST: '127.0.0.1', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

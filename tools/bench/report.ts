@@ -1,5 +1,6 @@
 import type { LeaseTimingConfig } from './cluster';
 import type { SentinelResult } from './sentinel';
+import { COST_TARGETS, type CostResult } from './cost';
 import type { CrashResult, GracefulResult, LoadAndMemory, LoadRun, RecoveryResult, Series } from './scenarios';
 
 export interface Machine {
@@ -37,6 +38,8 @@ export interface BenchResult {
   load: LoadAndMemory | null;
   /** Leader recovery after a Sentinel master kill; null when that part did not run. */
   sentinel: SentinelResult | null;
+  /** GRINDER beside the minimal node:http + ioredis elector. */
+  cost: CostResult | null;
   targets: Target[];
   failures: string[];
 }
@@ -53,7 +56,7 @@ export function evaluateTargets(configs: readonly ConfigResult[]): Target[] {
     const timing = `${c.timing.ttlMs}/${c.timing.renewMs}`;
     const after = c.crash.afterExpiry.summary?.max ?? null;
     out.push({
-      name: 'crash: ACTIVE after the dead leader\'s lease expired',
+      name: "crash: ACTIVE after the dead leader's lease expired",
       timing,
       rule: `every trial ≤ ${TARGETS.crashAfterExpiryMaxMs} ms`,
       measuredMs: after,
@@ -95,36 +98,72 @@ const yes = (t: Target | undefined): string => (t === undefined ? '' : t.met ? '
 export function renderMarkdown(r: BenchResult): string {
   const lines: string[] = [];
   const m = r.machine;
-  lines.push(`Run ${r.date} on ${m.cpus} CPUs (${m.cpuModel}), ${f(m.totalMemoryGiB)} GiB RAM, ${m.os}, Node ${m.node}, ${m.redisServer}; commit ${r.git.commit}${r.git.srcDirty ? ' with uncommitted src/ changes' : ''}.`);
+  lines.push(
+    `Run ${r.date} on ${m.cpus} CPUs (${m.cpuModel}), ${f(m.totalMemoryGiB)} GiB RAM, ${m.os}, Node ${m.node}, ${m.redisServer}; commit ${r.git.commit}${r.git.srcDirty ? ' with uncommitted src/ changes' : ''}.`,
+  );
   lines.push('');
   lines.push(row(['Measurement', 'TTL / renew (ms)', 'Trials', 'Median (ms)', 'Max (ms)', 'Target', 'Met']));
   lines.push(row(['---', '---', '---:', '---:', '---:', '---', '---']));
   for (const c of r.configs) {
     const timing = `${c.timing.ttlMs}/${c.timing.renewMs}`;
     const t = (prefix: string): Target | undefined => r.targets.find((x) => x.timing === timing && x.name.startsWith(prefix));
-    lines.push(seriesRow('Crash failover: SIGKILL of the ACTIVE → the other\'s 200 on /readyz', c, c.crash.failover, '—', ''));
+    lines.push(seriesRow("Crash failover: SIGKILL of the ACTIVE → the other's 200 on /readyz", c, c.crash.failover, '—', ''));
     lines.push(seriesRow('… lease time left at the kill (last renewal + TTL)', c, c.crash.leaseLeftAtKill, '—', ''));
-    lines.push(seriesRow('… ACTIVE after the dead leader\'s lease expired', c, c.crash.afterExpiry, `≤ ${TARGETS.crashAfterExpiryMaxMs} ms`, yes(t('crash'))));
-    lines.push(seriesRow('Graceful handover: SIGTERM of the ACTIVE → the other\'s 200', c, c.graceful.handover, `median < ${TARGETS.gracefulMedianMs} ms`, yes(t('graceful'))));
-    lines.push(seriesRow('Redis restart: redis-server started → exactly one 200', c, c.redisRestart.recovery, `< ${TARGETS.redisRecoveryMaxMs} ms`, yes(t('Redis'))));
+    lines.push(seriesRow("… ACTIVE after the dead leader's lease expired", c, c.crash.afterExpiry, `≤ ${TARGETS.crashAfterExpiryMaxMs} ms`, yes(t('crash'))));
+    lines.push(
+      seriesRow(
+        "Graceful handover: SIGTERM of the ACTIVE → the other's 200",
+        c,
+        c.graceful.handover,
+        `median < ${TARGETS.gracefulMedianMs} ms`,
+        yes(t('graceful')),
+      ),
+    );
+    lines.push(
+      seriesRow('Redis restart: redis-server started → exactly one 200', c, c.redisRestart.recovery, `< ${TARGETS.redisRecoveryMaxMs} ms`, yes(t('Redis'))),
+    );
     lines.push(seriesRow('… from Redis answering PING', c, c.redisRestart.fromRedisAnswering, '—', ''));
     lines.push(seriesRow('… (before it) Redis killed → both replicas STANDBY', c, c.redisRestart.bothStandbyAfterLoss, '—', ''));
   }
   if (r.sentinel) {
     const sc = r.sentinel;
     const at = { ttlMs: sc.timing.ttlMs, renewMs: sc.timing.renewMs };
-    lines.push(row(['Sentinel: master SIGKILL → one ACTIVE with its lease on the promoted replica', `${at.ttlMs} / ${at.renewMs}`, String(sc.recovery.samplesMs.length), f(sc.recovery.summary?.median), f(sc.recovery.summary?.max), '—', '']));
-    lines.push(row(['… master SIGKILL → the Sentinels name the promoted replica (down-after 1 s)', `${at.ttlMs} / ${at.renewMs}`, String(sc.promotion.samplesMs.length), f(sc.promotion.summary?.median), f(sc.promotion.summary?.max), '—', '']));
+    lines.push(
+      row([
+        'Sentinel: master SIGKILL → one ACTIVE with its lease on the promoted replica',
+        `${at.ttlMs} / ${at.renewMs}`,
+        String(sc.recovery.samplesMs.length),
+        f(sc.recovery.summary?.median),
+        f(sc.recovery.summary?.max),
+        '—',
+        '',
+      ]),
+    );
+    lines.push(
+      row([
+        '… master SIGKILL → the Sentinels name the promoted replica (down-after 1 s)',
+        `${at.ttlMs} / ${at.renewMs}`,
+        String(sc.promotion.samplesMs.length),
+        f(sc.promotion.summary?.median),
+        f(sc.promotion.summary?.max),
+        '—',
+        '',
+      ]),
+    );
   }
   if (r.load) {
     const l = r.load;
     lines.push('');
-    lines.push(`Load on the ACTIVE replica (${r.configs[r.configs.length - 1]?.timing.label ?? ''} TTL), ${l.connections} keep-alive connections from a separate process, ${r.options.loadSeconds} s after 1 s of warm-up:`);
+    lines.push(
+      `Load on the ACTIVE replica (${r.configs[r.configs.length - 1]?.timing.label ?? ''} TTL), ${l.connections} keep-alive connections from a separate process, ${r.options.loadSeconds} s after 1 s of warm-up:`,
+    );
     lines.push('');
     lines.push(row(['Endpoint', 'Body (bytes)', 'Requests/s', 'p50 (ms)', 'p99 (ms)', 'Max (ms)', 'Non-200 / errors', 'Replica CPU', 'Load generator CPU']));
     lines.push(row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
     const loadRow = (run: LoadRun): string => {
-      const non200 = Object.entries(run.statuses).filter(([s]) => s !== '200').reduce((a, [, n]) => a + n, 0);
+      const non200 = Object.entries(run.statuses)
+        .filter(([s]) => s !== '200')
+        .reduce((a, [, n]) => a + n, 0);
       return row([
         `GET ${run.path}`,
         String(run.responseBytes),
@@ -147,6 +186,7 @@ export function renderMarkdown(r: BenchResult): string {
     lines.push(row(['ACTIVE, after the load', f(l.memoryMiB.activeAfterLoad)]));
     lines.push(row(['ACTIVE, peak (VmHWM)', f(l.memoryMiB.activePeak)]));
   }
+  if (r.cost) lines.push('', ...renderCost(r.cost, r.options.connections, r.options.loadSeconds));
   lines.push('');
   for (const c of r.configs) {
     lines.push(`Fresh Redis → first ACTIVE (${c.timing.ttlMs}/${c.timing.renewMs}, the data-loss barrier): ${f(c.firstActiveMs)} ms.`);
@@ -159,4 +199,29 @@ export function renderMarkdown(r: BenchResult): string {
     for (const x of r.failures) lines.push(`- ${x}`);
   }
   return lines.join('\n');
+}
+
+/** Whether the cost figures meet COST_TARGETS. */
+export function costMet(c: CostResult): { rss: boolean; readyz: boolean } {
+  return { rss: c.rssRatio <= COST_TARGETS.rssRatioMax, readyz: c.readyzRatio >= COST_TARGETS.readyzRatioMin };
+}
+
+function renderCost(c: CostResult, connections: number, loadSeconds: number): string[] {
+  const met = costMet(c);
+  const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] ?? NaN;
+  return [
+    `GRINDER beside a minimal node:http + ioredis elector (tools/bench/baseline-elector.mjs), both fresh on one Redis, each ACTIVE on its own key; /readyz with ${connections} connections for ${loadSeconds} s, ${c.rounds} round(s) each, taking turns (median):`,
+    '',
+    row(['Cost', 'GRINDER', 'Minimal elector', 'Ratio', 'Target', 'Met']),
+    row(['---', '---:', '---:', '---:', '---', '---']),
+    row(['Idle RSS (MiB)', f(c.rssMiB.grinder), f(c.rssMiB.baseline), f(c.rssRatio, 2), `≤ ${COST_TARGETS.rssRatioMax}×`, met.rss ? '**yes**' : '**NO**']),
+    row([
+      'GET /readyz (requests/s)',
+      f(med(c.readyzRps.grinder), 0),
+      f(med(c.readyzRps.baseline), 0),
+      f(c.readyzRatio, 2),
+      `≥ ${COST_TARGETS.readyzRatioMin}×`,
+      met.readyz ? '**yes**' : '**NO**',
+    ]),
+  ];
 }

@@ -214,20 +214,28 @@ export interface LoadRun extends LoadResult {
 const LOADGEN = join(__dirname, 'loadgen.ts');
 
 /** Runs the load generator in a child process against one replica and samples the replica's CPU. */
-export async function runLoad(
-  res: Resources,
-  replica: BenchReplica,
-  path: string,
-  connections: number,
-  durationMs: number,
-): Promise<LoadRun> {
+export async function runLoad(res: Resources, replica: BenchReplica, path: string, connections: number, durationMs: number): Promise<LoadRun> {
   const pid = replica.pid;
   const port = replica.port;
   const sample = await get(replica.agent, port, path);
   if (sample.status !== 200) throw new Error(`GET ${path} answered ${sample.status} before the load: ${sample.body.slice(0, 200)}`);
   const responseBytes = Buffer.byteLength(sample.body);
   return new Promise((resolve, reject) => {
-    const args = ['--import', 'tsx', LOADGEN, '--port', String(port), '--path', path, '--connections', String(connections), '--duration-ms', String(durationMs), '--warmup-ms', '1000'];
+    const args = [
+      '--import',
+      'tsx',
+      LOADGEN,
+      '--port',
+      String(port),
+      '--path',
+      path,
+      '--connections',
+      String(connections),
+      '--duration-ms',
+      String(durationMs),
+      '--warmup-ms',
+      '1000',
+    ];
     const child = res.child(spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] }));
     let out = '';
     let err = '';
@@ -290,9 +298,13 @@ export async function loadAndMemory(pair: Pair, res: Resources, connections: num
   const standbyIdle = memoryMiB(standby.pid);
   log(`  RSS idle: ACTIVE ${idle.rss.toFixed(1)} MiB, STANDBY ${standbyIdle.rss.toFixed(1)} MiB`);
   const readyz = await runLoad(res, active, '/readyz', connections, durationMs);
-  log(`  /readyz: ${readyz.requestsPerSecond.toFixed(0)} req/s, p99 ${readyz.latencyMs?.p99.toFixed(2) ?? '-'} ms, replica CPU ${readyz.replicaCpuPercent.toFixed(0)} %`);
+  log(
+    `  /readyz: ${readyz.requestsPerSecond.toFixed(0)} req/s, p99 ${readyz.latencyMs?.p99.toFixed(2) ?? '-'} ms, replica CPU ${readyz.replicaCpuPercent.toFixed(0)} %`,
+  );
   const metrics = await runLoad(res, active, '/metrics', connections, durationMs);
-  log(`  /metrics: ${metrics.requestsPerSecond.toFixed(0)} req/s, p99 ${metrics.latencyMs?.p99.toFixed(2) ?? '-'} ms, replica CPU ${metrics.replicaCpuPercent.toFixed(0)} %`);
+  log(
+    `  /metrics: ${metrics.requestsPerSecond.toFixed(0)} req/s, p99 ${metrics.latencyMs?.p99.toFixed(2) ?? '-'} ms, replica CPU ${metrics.replicaCpuPercent.toFixed(0)} %`,
+  );
   const afterLoad = memoryMiB(active.pid);
   log(`  RSS after load: ${afterLoad.rss.toFixed(1)} MiB (peak ${afterLoad.peak.toFixed(1)} MiB)`);
   return {

@@ -36,7 +36,13 @@ async function status(r: BenchReplica): Promise<StatusBody | null> {
   }
 }
 
-export async function sentinelFailover(timing: LeaseTimingConfig, trials: number, snapshot: DistSnapshot, res: Resources, log: (line: string) => void): Promise<SentinelResult> {
+export async function sentinelFailover(
+  timing: LeaseTimingConfig,
+  trials: number,
+  snapshot: DistSnapshot,
+  res: Resources,
+  log: (line: string) => void,
+): Promise<SentinelResult> {
   const recovery: number[] = [];
   const promotion: number[] = [];
   const failures: string[] = [];
@@ -76,7 +82,9 @@ export async function sentinelFailover(timing: LeaseTimingConfig, trials: number
       if (recoveredAt === null) throw new Error(`no ACTIVE replica on the new master within ${Math.round(until - killedAt)} ms`);
       recovery.push(recoveredAt - killedAt);
       if (promotedAt !== null) promotion.push(promotedAt - killedAt);
-      log(`  sentinel ${t}/${trials}: master killed → Sentinels promoted the replica ${promotedAt === null ? '?' : (promotedAt - killedAt).toFixed(0)} ms, one ACTIVE on it ${(recoveredAt - killedAt).toFixed(0)} ms`);
+      log(
+        `  sentinel ${t}/${trials}: master killed → Sentinels promoted the replica ${promotedAt === null ? '?' : (promotedAt - killedAt).toFixed(0)} ms, one ACTIVE on it ${(recoveredAt - killedAt).toFixed(0)} ms`,
+      );
     } catch (err) {
       failures.push(`sentinel trial ${t}: ${err instanceof Error ? err.message : String(err)}`);
       log(`  sentinel ${t}/${trials}: failed: ${err instanceof Error ? err.message : String(err)}`);

@@ -57,7 +57,7 @@ export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
   latency: 'added latency between one replica and Redis',
   cut: 'connections between one replica and Redis reset, then healed',
   partition: 'bytes between one replica and Redis held, then delivered late',
-  'record-delete': "DEL of the lease record (an operator, or an eviction under allkeys-*)",
+  'record-delete': 'DEL of the lease record (an operator, or an eviction under allkeys-*)',
   'counter-corrupt': 'the token counter set below the fence, to garbage, or above 2^53',
   rollback: 'Redis restarted with an older lease record, counter and fence (a restore, or AOF everysec after a power loss)',
   'clock-step': "Redis' wall clock stepped an hour forward or back, then back again",
@@ -295,7 +295,10 @@ export function findStaleWrites(entries: readonly StreamEntry[], intervals: read
       home.acceptedWrites += 1;
     } else {
       const iv = candidates[0] as Interval;
-      const where = e.monoMs < iv.startMonoMs ? `${(iv.startMonoMs - e.monoMs).toFixed(3)} ms before it began` : `${(e.monoMs - iv.endMonoMs).toFixed(3)} ms after it ended (${iv.endedBy})`;
+      const where =
+        e.monoMs < iv.startMonoMs
+          ? `${(iv.startMonoMs - e.monoMs).toFixed(3)} ms before it began`
+          : `${(e.monoMs - iv.endMonoMs).toFixed(3)} ms after it ended (${iv.endedBy})`;
       out.push({ entry: e, reason: `written at mono ${e.monoMs.toFixed(3)}, outside the leadership ${e.instance}#${e.token}: ${where}` });
     }
   }
@@ -398,7 +401,9 @@ export function formatReport(report: ChaosReport, startMonoMs: number): string {
   const at = (mono: number): string => `${((mono - startMonoMs) / 1000).toFixed(3)}s`;
   const L: string[] = [];
   L.push('GRINDER HA chaos report');
-  L.push(`  seed ${report.seed}, ${report.replicas} replicas, TTL ${report.ttlMs} ms, renew ${report.renewMs} ms, observed ${(report.observedMs / 1000).toFixed(1)} s`);
+  L.push(
+    `  seed ${report.seed}, ${report.replicas} replicas, TTL ${report.ttlMs} ms, renew ${report.renewMs} ms, observed ${(report.observedMs / 1000).toFixed(1)} s`,
+  );
   L.push('');
   L.push(`Faults injected: ${report.faultsTotal}`);
   for (const k of FAULT_KINDS) L.push(`  ${k.padEnd(14)} ${String(report.faultsByKind[k]).padStart(3)}   ${FAULT_DESCRIPTIONS[k]}`);
@@ -421,7 +426,9 @@ export function formatReport(report: ChaosReport, startMonoMs: number): string {
   }
   L.push(`  stale-token writes accepted:                ${report.staleWrites.length}   (must be 0)`);
   for (const s of report.staleWrites.slice(0, 20)) {
-    L.push(`    entry ${s.entry.id} (epoch ${s.entry.epoch}) by ${s.entry.instance} seq ${s.entry.seq} token ${s.entry.token} at ${at(s.entry.monoMs)}: ${s.reason}`);
+    L.push(
+      `    entry ${s.entry.id} (epoch ${s.entry.epoch}) by ${s.entry.instance} seq ${s.entry.seq} token ${s.entry.token} at ${at(s.entry.monoMs)}: ${s.reason}`,
+    );
   }
   L.push('');
   L.push('Availability (from the first leadership to the end of observation)');

@@ -88,7 +88,8 @@ function parseArgs(argv: readonly string[]): Omit<ChaosOptions, 'signal' | 'prog
       case '--faults': {
         const list = (value() ?? '').split(',').filter((k) => k !== '');
         const bad = list.filter((k) => !(FAULT_KINDS as readonly string[]).includes(k));
-        if (list.length === 0 || bad.length > 0) throw new UsageError(`--faults takes kinds from ${FAULT_KINDS.join(',')}${bad.length ? `; unknown: ${bad.join(',')}` : ''}`);
+        if (list.length === 0 || bad.length > 0)
+          throw new UsageError(`--faults takes kinds from ${FAULT_KINDS.join(',')}${bad.length ? `; unknown: ${bad.join(',')}` : ''}`);
         out.faults = list as FaultKind[];
         break;
       }
@@ -131,7 +132,9 @@ function parseArgs(argv: readonly string[]): Omit<ChaosOptions, 'signal' | 'prog
   const faults = out.faults ?? [...possible];
   const impossible = faults.filter((k) => !possible.includes(k));
   if (impossible.length > 0) {
-    throw new UsageError(`${impossible.join(',')} cannot be injected ${out.sentinel ? 'on Sentinel' : 'on one Redis (master-kill needs --sentinel)'}; this mode takes ${possible.join(',')}`);
+    throw new UsageError(
+      `${impossible.join(',')} cannot be injected ${out.sentinel ? 'on Sentinel' : 'on one Redis (master-kill needs --sentinel)'}; this mode takes ${possible.join(',')}`,
+    );
   }
   return { ...out, faults };
 }

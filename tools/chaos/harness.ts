@@ -192,7 +192,7 @@ class Harness {
 
   async run(): Promise<ChaosOutcome> {
     this.startMonoMs = monoNow();
-    let endMonoMs = this.startMonoMs;
+    let endMonoMs: number;
     try {
       await this.setUp();
       await this.faultPhase();
@@ -216,7 +216,9 @@ class Harness {
     const starting: Promise<void>[] = [];
     if (o.sentinel) {
       this.sentinelSetup = await SentinelSetup.start();
-      this.log(`Sentinel set-up: master ${this.sentinelSetup.master.port}, replica ${this.sentinelSetup.replica.port}, Sentinels ${this.sentinelSetup.sentinels.map((x) => x.port).join(', ')}`);
+      this.log(
+        `Sentinel set-up: master ${this.sentinelSetup.master.port}, replica ${this.sentinelSetup.replica.port}, Sentinels ${this.sentinelSetup.sentinels.map((x) => x.port).join(', ')}`,
+      );
       this.client = this.sentinelSetup.client();
       this.client.on('error', () => undefined);
       for (let i = 0; i < o.replicas; i++) {
@@ -247,7 +249,8 @@ class Harness {
       }
     }
     await Promise.all(starting);
-    for (const s of this.slots) this.log(`${s.instance}: pid ${String(s.current.pid)}, http ${s.port}, redis ${s.proxy ? `via proxy ${s.proxy.port}` : 'through the Sentinels'}`);
+    for (const s of this.slots)
+      this.log(`${s.instance}: pid ${String(s.current.pid)}, http ${s.port}, redis ${s.proxy ? `via proxy ${s.proxy.port}` : 'through the Sentinels'}`);
     // A fresh Redis holds everyone off for one TTL (the data-loss barrier), then someone leads.
     const first = await this.awaitLeader('the first leader', o.ttlMs * 4 + 5_000);
     this.log(`first leader: ${first.instance}`);
@@ -582,7 +585,7 @@ class Harness {
       }
       this.snapshots.push(got);
     } catch (err) {
-      if (required) throw new Error(`cannot snapshot the stream: ${err instanceof Error ? err.message : String(err)}`);
+      if (required) throw new Error(`cannot snapshot the stream: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
   }
 

@@ -117,7 +117,6 @@ export class RedisProcess {
   }
 }
 
-
 export interface ReplicaSpec {
   /** The entry point to run (default dist/main.js). */
   mainJs?: string;

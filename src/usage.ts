@@ -11,7 +11,18 @@ export const SETTINGS: readonly { name: string; default: string; meaning: string
   {
     name: 'GRINDER_REDIS_URL',
     default: DEFAULTS.redisUrl,
-    meaning: `redis://[[user]:password@]host[:port][/db] or rediss:// (TLS); db 0 to ${MAX_REDIS_DB}. The password is never printed.`,
+    meaning: `redis://[[user]:password@]host[:port][/db] or rediss:// (TLS); db 0 to ${MAX_REDIS_DB}. redis+sentinel://host:port[,host:port...]/<master name>[/db] (Sentinel), redis+cluster://host:port[,host:port...] (Cluster). The password is never printed.`,
+  },
+  {
+    name: 'GRINDER_REDIS_SENTINEL_PASSWORD',
+    default: 'unset',
+    meaning: "The Sentinels' own password (and GRINDER_REDIS_SENTINEL_USERNAME), when they have one.",
+  },
+  { name: 'GRINDER_REDIS_SENTINEL_USERNAME', default: 'unset', meaning: "The Sentinels' own ACL user name." },
+  {
+    name: 'GRINDER_REDIS_MIN_REPLICAS',
+    default: 'auto',
+    meaning: 'Replicas that must acknowledge each lease write (WAIT) before it counts: auto (Sentinel/Cluster: every connected replica up to one) or 0 to 16.',
   },
   {
     name: 'GRINDER_HA_LOCK_TTL_MS',
@@ -23,7 +34,16 @@ export const SETTINGS: readonly { name: string; default: string; meaning: string
     default: String(DEFAULTS.renewIntervalMs),
     meaning: 'How often the ACTIVE replica renews (and a STANDBY retries); about a third of the TTL.',
   },
-  { name: 'GRINDER_HA_LOCK_KEY', default: DEFAULTS.lockKey, meaning: 'Redis key of the lease; related keys share it as a prefix.' },
+  {
+    name: 'GRINDER_HA_LOCK_KEY',
+    default: DEFAULTS.lockKey,
+    meaning: 'Redis key of the lease record; related keys carry it as a hash tag ({<key>}:token, ...).',
+  },
+  {
+    name: 'GRINDER_CLUSTER',
+    default: 'the lock key',
+    meaning: 'The grinder_cluster label on every series, by which alerts and the dashboard separate clusters.',
+  },
   { name: 'GRINDER_INSTANCE_ID', default: 'grinder-<hostname>-<8 hex>', meaning: "This replica's name in /status, metrics, logs and spans." },
   {
     name: 'GRINDER_METRICS_PORT',
@@ -38,8 +58,13 @@ export const SETTINGS: readonly { name: string; default: string; meaning: string
     meaning: 'Run the built-in live loop (fenced writes to a Redis stream) while ACTIVE; HA mode only.',
   },
   { name: 'GRINDER_LIVE_INTERVAL_MS', default: String(DEFAULTS.liveIntervalMs), meaning: 'Interval between live writes.' },
-  { name: 'GRINDER_LIVE_STREAM_KEY', default: '<lock key>:live', meaning: 'Stream the live loop appends to.' },
+  { name: 'GRINDER_LIVE_STREAM_KEY', default: '{<lock key>}:live', meaning: 'Stream the live loop appends to.' },
   { name: 'GRINDER_LIVE_STREAM_MAXLEN', default: String(DEFAULTS.liveStreamMaxLen), meaning: "Approximate cap on that stream's length." },
+  {
+    name: 'GRINDER_LIVE_MAX_FAILURES',
+    default: String(DEFAULTS.liveMaxFailures),
+    meaning: 'Live writes Redis answered with an error in a row after which the ACTIVE replica resigns (1 to 1000).',
+  },
   { name: 'OTEL_EXPORTER_OTLP_ENDPOINT', default: 'unset', meaning: 'Export lease spans over OTLP there (e.g. http://tempo:4318); unset: no export.' },
   { name: 'OTEL_EXPORTER_OTLP_PROTOCOL', default: 'http/protobuf', meaning: 'http/protobuf, http/json or grpc.' },
   { name: 'OTEL_TRACES_EXPORTER', default: 'otlp if an endpoint is set', meaning: 'otlp, console (JSON lines on stderr) or none; a comma-separated list.' },

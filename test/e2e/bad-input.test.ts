@@ -41,7 +41,7 @@ describe('Redis settings the server refuses', () => {
     const client = new Redis(server.port, '127.0.0.1', { lazyConnect: true });
     try {
       await client.connect();
-      assert.equal(await client.exists('grinder:leader:lock', 'grinder:leader:lock:token'), 0, 'nothing was written to database 0');
+      assert.equal(await client.exists('grinder:leader:lock', '{grinder:leader:lock}:token'), 0, 'nothing was written to database 0');
     } finally {
       client.disconnect();
     }

@@ -478,8 +478,15 @@ describe('Prometheus text from startTelemetry', () => {
       let garbage: number[][] = [];
       for (let i = 0; i < 200_000; i++) garbage.push([i, i + 1]);
       garbage = [];
-      await new Promise((r) => setTimeout(r, 150));
-      const text = await t.metricsText();
+      // On a busy machine the samples come late: ask again until every runtime metric is there
+      // (bounded; the assertions below still name what is missing).
+      let text = '';
+      for (let waited = 0; waited <= 5_000; waited += 150) {
+        await new Promise((r) => setTimeout(r, 150));
+        text = await t.metricsText();
+        const have = text.split('\n');
+        if (Object.values(RuntimeMetric).every((name) => have.some((l) => l.startsWith(`${name}{`) || l.startsWith(`${name}_bucket{`)))) break;
+      }
       const lines = text.split('\n');
       const has = (line: string): void => assert.ok(lines.includes(line), `missing line ${JSON.stringify(line)} in:\n${text}`);
 

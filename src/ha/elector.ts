@@ -37,8 +37,10 @@ import { VersionWatch } from './watch';
  * its own monotonic clock from the ARRIVAL of the first reply or announcement that showed it. The
  * acquire then succeeds only if that exact version is still current. Since the version was written
  * at or after its writer sent the write, the holder's deadline (send time + TTL − margin) has
- * passed before any takeover of it. Exceptions, both safe: a version whose release we heard
- * announced (the holder had stepped down before releasing) and a version we wrote ourselves.
+ * passed before any takeover of it. Exceptions, all safe: a version whose release we heard
+ * announced (the holder had stepped down before releasing), a version we wrote ourselves, and a
+ * free record when Redis keeps every acknowledged write or we watched it become free with no break
+ * in the connection (then it cannot be an older state come back).
  * Every renewal writes a new version and announces it, so standbys restart their wait from it
  * within a millisecond and take over a crashed holder right after its lease would have ended.
  *

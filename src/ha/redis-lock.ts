@@ -89,14 +89,14 @@ export class RedisLeaseLock implements LeaseLock {
     // Until the subscription stands, announcements are missed, and a standby would learn of a
     // renewal only at its next look, starting its wait late: look again once it stands.
     this.subscriber.subscribe(this.keys.events).then(
-      () => this.emit({ kind: 'connected' }),
+      () => this.subscriptionStands(),
       () => {
         // Only fails when closed during start-up; autoResubscribe covers reconnects.
       },
     );
     this.subscriber.on('ready', () => {
       // After a reconnect ioredis resubscribes right after 'ready'; give it that moment.
-      setTimeout(() => this.emit({ kind: 'connected' }), 50).unref();
+      setTimeout(() => this.subscriptionStands(), 50).unref();
     });
     if (opts.target.mode !== 'standalone') {
       // Replicas come and go; 'auto' follows them between connects too.
@@ -117,6 +117,14 @@ export class RedisLeaseLock implements LeaseLock {
         if (!this.closed && client.status === 'end') client.connect().catch(() => undefined);
       }, 250).unref();
     });
+  }
+
+  /**
+   * Only worth a look when lease commands can be sent: while the command connection is still
+   * coming back, its own 'connected' follows and a look now would only fail and be counted.
+   */
+  private subscriptionStands(): void {
+    if (this.isConnected()) this.emit({ kind: 'connected' });
   }
 
   subscribe(listener: (event: LockEvent) => void): void {
@@ -231,7 +239,8 @@ export class RedisLeaseLock implements LeaseLock {
 
   /** How many replicas the master serving the lock key has right now (ROLE). */
   private async readReplicas(): Promise<void> {
-    if (this.opts.target.mode === 'standalone' && this.opts.minReplicas !== 'auto' && this.opts.minReplicas === 0) return;
+    // Only 'auto' on Sentinel or Cluster depends on the count (requiredReplicas): no ROLE otherwise.
+    if (this.opts.minReplicas !== 'auto' || this.opts.target.mode === 'standalone') return;
     const node = nodeFor(this.redis, this.keys.record);
     if (!node || node.status !== 'ready') return;
     try {

@@ -75,17 +75,20 @@ function clusterOptions(t: Extract<RedisTarget, { mode: 'cluster' }>, redisOptio
   };
 }
 
-/** The connection lease scripts and fenced writes run on. */
-export function createLeaseClient(t: RedisTarget, commandTimeoutMs: number): LeaseClient {
-  const opts = leaseConnectionOptions(commandTimeoutMs);
+function createClient(t: RedisTarget, opts: RedisOptions, offlineQueue: boolean): LeaseClient {
   switch (t.mode) {
     case 'standalone':
       return new Redis(t.url, opts);
     case 'sentinel':
       return new Redis({ ...opts, ...credentials(t), ...sentinelOptions(t) });
     case 'cluster':
-      return new Cluster(t.nodes, clusterOptions(t, opts, false));
+      return new Cluster(t.nodes, clusterOptions(t, opts, offlineQueue));
   }
+}
+
+/** The connection lease scripts and fenced writes run on. */
+export function createLeaseClient(t: RedisTarget, commandTimeoutMs: number): LeaseClient {
+  return createClient(t, leaseConnectionOptions(commandTimeoutMs), false);
 }
 
 /**
@@ -93,15 +96,7 @@ export function createLeaseClient(t: RedisTarget, commandTimeoutMs: number): Lea
  * queue its SUBSCRIBE until Redis is there and resubscribes after every reconnect.
  */
 export function createSubscriber(t: RedisTarget, commandTimeoutMs: number): LeaseClient {
-  const opts: RedisOptions = { connectTimeout: Math.max(commandTimeoutMs, 500), retryStrategy: quickRetry, maxRetriesPerRequest: null };
-  switch (t.mode) {
-    case 'standalone':
-      return new Redis(t.url, opts);
-    case 'sentinel':
-      return new Redis({ ...opts, ...credentials(t), ...sentinelOptions(t) });
-    case 'cluster':
-      return new Cluster(t.nodes, clusterOptions(t, opts, true));
-  }
+  return createClient(t, { connectTimeout: Math.max(commandTimeoutMs, 500), retryStrategy: quickRetry, maxRetriesPerRequest: null }, true);
 }
 
 /**

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { Redis, type Cluster } from 'ioredis';
 import { leadershipIntervals, type IncarnationRecord, type Interval, type RoleRecord } from '../../tools/chaos/checker';
 import { leaseKeys } from '../../src/redis/keys';
+import { monoNow } from '../../tools/chaos/processes';
 import { RedisServer, type RedisServerOptions } from './redis';
 import { Replica } from './replica';
 import { sleep } from './wait';
@@ -13,7 +14,7 @@ import { sleep } from './wait';
  * no token was handed out twice, whatever the fault did.
  */
 
-export const monoNow = (): number => Number(process.hrtime.bigint()) / 1e6;
+export { monoNow };
 
 export interface ReplicaSpec {
   ttlMs: number;

@@ -36,4 +36,6 @@ HEALTHCHECK --interval=5s --timeout=3s --start-period=15s --retries=3 \
 # SIGTERM (docker stop) lets the active replica release the lease, so the standby takes over
 # without waiting for the TTL. SIGINT, SIGHUP and SIGQUIT do the same.
 STOPSIGNAL SIGTERM
-CMD ["node", "dist/main.js"]
+# --disable-sigusr1: the inspector cannot be opened by a signal even before the service has
+# installed its own SIGUSR1 handler (it holds the Redis password).
+CMD ["node", "--disable-sigusr1", "dist/main.js"]

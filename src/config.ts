@@ -224,7 +224,11 @@ function readMinReplicas(env: Env): number | 'auto' {
   const raw = env.GRINDER_REDIS_MIN_REPLICAS;
   if (raw === undefined || raw.trim() === '' || raw.trim().toLowerCase() === 'auto') return 'auto';
   if (!/^\s*\d+\s*$/.test(raw))
-    throw new ConfigError('GRINDER_REDIS_MIN_REPLICAS', raw, 'must be auto (every connected replica, up to one) or a whole number from 0 to 16');
+    throw new ConfigError(
+      'GRINDER_REDIS_MIN_REPLICAS',
+      raw,
+      'must be auto (one replica with Sentinel or Cluster, none with one Redis) or a whole number from 0 to 16',
+    );
   return parseIntInRange('GRINDER_REDIS_MIN_REPLICAS', raw, 0, 16, '');
 }
 

@@ -90,9 +90,9 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
         }
         if (facts.maxmemoryPolicy === null) log.warn('cannot read Redis maxmemory-policy (CONFIG not allowed); make sure it is noeviction');
         if (facts.durable !== true && facts.mode === 'standalone') {
-          log.info(
+          log.warn(
             { durable: facts.durable },
-            'Redis may lose acknowledged writes in a restart (not appendonly yes + appendfsync always, or unknown): after any reconnect, standbys wait a full TTL before taking over',
+            'Redis may lose acknowledged writes in a restart (not appendonly yes + appendfsync always, or unknown): a lost lease record costs a barrier (no leader for one TTL); set appendonly yes and appendfsync always',
           );
         }
       },

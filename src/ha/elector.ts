@@ -38,9 +38,10 @@ import { VersionWatch } from './watch';
  * acquire then succeeds only if that exact version is still current. Since the version was written
  * at or after its writer sent the write, the holder's deadline (send time + TTL − margin) has
  * passed before any takeover of it. Exceptions, all safe: a version whose release we heard
- * announced (the holder had stepped down before releasing), a version we wrote ourselves, and a
- * free record when Redis keeps every acknowledged write or we watched it become free with no break
- * in the connection (then it cannot be an older state come back).
+ * announced (the holder had stepped down before releasing), and, while the connection has not
+ * broken since, a version we wrote ourselves and a free record we watched become free. Every break
+ * in the connection forgets everything watched (see rollbacks below), so a free record or our own
+ * version seen for the first time after one is watched for the full wait like any other.
  * Every renewal writes a new version and announces it, so standbys restart their wait from it
  * within a millisecond and take over a crashed holder right after its lease would have ended.
  *
@@ -61,26 +62,38 @@ import { VersionWatch } from './watch';
  *   that finds the floor above everything Redis knows writes a barrier and raises the counter.
  *   Tokens are max(counter, fence, record, floor) + 1 and never below Redis' clock in
  *   microseconds, so a rolled-back counter cannot hand a token out twice even when no replica
- *   remembers the newer one, unless Redis' clock is also behind. Watching survives a break in the
- *   connection only when Redis says every acknowledged write survives a restart (appendonly yes,
- *   appendfsync always); otherwise, or when CONFIG is not allowed, every standby starts its wait
- *   again after any reconnect, so a rolled-back record is watched for a full TTL like a new one.
- *   The holder, still inside its deadline, renews its own leadership by token and session and
- *   keeps leading through a Redis restart.
+ *   remembers the newer one, unless Redis' clock is also behind. A restart can bring back older
+ *   data even where Redis says it keeps every acknowledged write (appendfsync always: an operator
+ *   restores a backup), so every standby starts its wait again after any break in the connection,
+ *   and a rolled-back record (our own or a free one included) is watched for a full TTL like a new
+ *   one. A version that comes back without a break (old data written back by hand, DEBUG RELOAD)
+ *   is noticed when a look sent after its successor was seen finds it, and watched afresh too. The
+ *   holder, still inside its deadline, renews its own leadership by token and session and keeps
+ *   leading through a Redis restart; a leader whose deadline passed while Redis was away, and
+ *   every standby, lead again one TTL after Redis is back (the cost of the rule above).
  * - A failover (Sentinel promoting a replica, a Cluster slot moving to a replica). Replication is
  *   asynchronous, so every lease write (acquire, renew, barrier) counts only once WAIT reports the
- *   required replicas have it (GRINDER_REDIS_MIN_REPLICAS; 'auto': every connected replica, up to
- *   one), bounded by half the command timeout; a write they do not acknowledge is a failure (a
- *   renewal keeps the lease only until its deadline, an acquisition is handed back). Exact
- *   guarantee: if the replica that gets promoted is one that acknowledged, it has every lease
- *   write that counted; if another is promoted (more replicas than required, or none connected),
- *   it may be behind, which is the rollback case above: Sentinel and Cluster never count as
- *   durable, so after the master change (a break in the connection) every standby waits a full
- *   TTL, unless the holder, still inside its deadline, renews its own leadership on the new master.
- * - Corrupt values. A counter or fence that is not a safe integer (garbage, or above 2^53) counts
- *   as absent and is repaired by the next acquire; a string at the lock key that is not a record
- *   is taken over like any version once it stood still; a key of another Redis type is never
- *   overwritten (it is somebody's data): the replicas stay STANDBY and say so.
+ *   required replicas have it, bounded by half the command timeout; a write they do not
+ *   acknowledge is a failure (a renewal keeps the lease only until its deadline, an acquisition is
+ *   handed back). GRINDER_REDIS_MIN_REPLICAS 'auto' is one with Sentinel, and with Cluster one once
+ *   the slot's master was seen with a replica; it never follows the replicas connected right now,
+ *   because a master cut off from its replicas (with the leader on its side of a partition) sees
+ *   none after repl-timeout, and counting writes there would let the leader go on while a replica
+ *   is promoted and a standby takes over on it. Exact guarantee: if the replica that gets promoted
+ *   is one that acknowledged, it has every lease write that counted; if another is promoted (more
+ *   replicas than required, or the minimum set to 0), it may be behind, which is the rollback case
+ *   above. Sentinel moves the connection (a break); a Cluster client follows a slot failover on
+ *   connections that stay up, so a change of the node serving the lock key counts as a break too.
+ *   Either way every standby then waits a full TTL, unless the holder, still inside its deadline,
+ *   renews its own leadership on the new master.
+ * - Corrupt values. A counter, fence or record token that is not a safe integer, or is above any
+ *   token GRINDER hands out (1.5 × 2^52: tokens start at Redis' clock in microseconds, 2^52 in
+ *   2112), counts as absent: the next acquire rewrites the counter and the next fenced write the
+ *   fence, so a huge value cannot use up the tokens below 2^53. A string at the lock key that is
+ *   not a record is taken over like any version once it stood still; a key of another Redis type
+ *   is never overwritten (it is somebody's data): the replicas stay STANDBY and say so.
+ * - Memory full under noeviction: Redis refuses the lease scripts (OOM), so nobody can acquire or
+ *   renew and the leader steps down at its deadline. Safe, but no leader until memory is freed.
  *
  * What it does NOT guarantee. A leader's side effects can still land after its lease ended: a
  * request it sent before a pause can arrive later, and code that does not check the signal keeps
@@ -95,7 +108,8 @@ import { VersionWatch } from './watch';
  * looks the same and costs one needless step-down). A suspended standby only waits longer.
  *
  * Assumptions. (1) The clocks of the replicas' hosts run at rates within 1% of each other (steps
- * of any clock do not matter: every duration is measured on one host's monotonic clock). A VM
+ * of any clock do not matter: every duration is measured on one host's monotonic clock; but a
+ * step of the holder's wall clock back by as much as a suspend lasted hides that suspend). A VM
  * paused by its hypervisor in a way that stops both clocks is a process pause like SIGSTOP and is
  * covered by judging the deadline when asked. (2) Only GRINDER writes to the lock key and the
  * derived keys; an operator may delete them, but writing an old record version back by hand
@@ -263,9 +277,10 @@ export class LeaderElector implements HaStatusSource {
         if (!this.held) this.kick('connection ready');
         return;
       case 'disconnected':
-        // A Redis that restarts without every acknowledged write may come back with an older
-        // record; only a durable one lets a wait started before the break count.
-        if (this.opts.lock.facts().durable !== true) this.watch.reset();
+        // Across a break Redis may have restarted with older data (a restore, a lost AOF tail, a
+        // promoted replica), even one that says it keeps every write: a wait started before the
+        // break, a version we wrote and a free record seen before it no longer prove anything.
+        this.watch.reset();
         return;
       case 'announcement':
         this.onAnnouncement(event.announcement);
@@ -390,11 +405,11 @@ export class LeaderElector implements HaStatusSource {
           // timed out ran after all): free it, so nobody waits for a lease nobody uses.
           lock.abandon().catch(() => undefined);
         }
-        // A free record needs no wait when it cannot be an older state come back: Redis keeps every
-        // acknowledged write, or we have watched the record since before it became free, with no
-        // break in the connection in between.
+        // A free record needs no wait only when it cannot be an older state come back: we watched
+        // the record become free, with no break in the connection since (which resets the watch).
+        this.noticeRollback(r.ver, sentAt);
         const previous = this.watch.watched;
-        const freshlyFree = r.state === 'free' && (lock.facts().durable === true || (previous !== null && previous.ver !== r.ver));
+        const freshlyFree = r.state === 'free' && previous !== null && previous.ver !== r.ver;
         this.watch.saw(r.ver, receivedAt, freshlyFree ? 0 : this.waitFor(r.ttlMs, r.maxTtlMs));
         // Free for us right now: take it with the next call instead of reporting STANDBY in between.
         if (this.watch.eligibleVer(receivedAt) === r.ver && receivedAt >= this.backoffUntil) return 0;
@@ -411,6 +426,7 @@ export class LeaderElector implements HaStatusSource {
         this.learnToken(result.newest);
         this.learnTtl(result.ms);
         this.seen = { state: 'barrier', holder: null, token: result.newest };
+        this.noticeRollback(result.ver, sentAt);
         this.watch.saw(result.ver, receivedAt, this.waitFor(result.ms, result.ms));
         this.opts.onBarrier?.(result.reason);
         log.warn({ reason: result.reason, barrier_ms: result.ms, floor: this.floor }, barrierMessage(result.reason));
@@ -420,6 +436,7 @@ export class LeaderElector implements HaStatusSource {
       case 'foreign': {
         this.learnToken(result.newest);
         this.seen = { state: 'foreign', holder: null, token: null };
+        this.noticeRollback(result.ver, sentAt);
         this.watch.saw(result.ver, receivedAt, this.waitFor(0, 0));
         if (firstTimeSeen) {
           log.error(
@@ -480,6 +497,20 @@ export class LeaderElector implements HaStatusSource {
         this.stepDown(result.holder ? `lock taken over by ${result.holder.instanceId}` : `lock record is ${result.found}, not our lease`);
         return 0;
     }
+  }
+
+  /**
+   * A reply naming a version we saw replaced is usually a late reading (it left Redis before an
+   * announcement that overtook it) and is ignored. But when the request was sent after we saw its
+   * successor, Redis has gone back to it (old data written back without a break in the
+   * connection): watch everything afresh, or a standby would wait for the newer version forever,
+   * retrying every millisecond.
+   */
+  private noticeRollback(ver: string, sentAt: number): void {
+    const current = this.watch.watched;
+    if (!current || current.ver === ver || !this.watch.replaced(ver) || sentAt <= current.firstSeenAt) return;
+    this.opts.log.warn({ ver, newer_ver: current.ver }, 'the lease record went back to a version that had been replaced; waiting a full TTL on it');
+    this.watch.reset();
   }
 
   /** How long a version must stand still: the longest TTL anyone may be using, clamped. */

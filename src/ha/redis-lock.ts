@@ -22,9 +22,9 @@ import { mapAcquireReply, mapReleaseReply, mapRenewReply } from './replies';
 export interface RedisLeaseLockOptions {
   target: RedisTarget;
   /**
-   * Replicas that must acknowledge every lease write (WAIT) before it counts: a number, or 'auto'
-   * for every connected replica up to one. Only Sentinel and Cluster promote replicas, so only
-   * there does 'auto' wait for any.
+   * Replicas that must acknowledge every lease write (WAIT) before it counts: a number, or 'auto'.
+   * Only Sentinel and Cluster promote replicas, so only there does 'auto' wait for any: one with
+   * Sentinel; with Cluster one once the slot's master was seen with a replica (see requiredReplicas).
    */
   minReplicas: number | 'auto';
   lockKey: string;
@@ -54,8 +54,12 @@ export class RedisLeaseLock implements LeaseLock {
   private storeFacts: StoreFacts;
   private closed = false;
   private factsRead: Promise<void> = Promise.resolve();
-  /** Replicas connected to the master at the last look (ROLE), for minReplicas 'auto'. */
-  private connectedReplicas = 0;
+  /**
+   * The most replicas (ROLE) seen connected to the current master of the lock key, for
+   * minReplicas 'auto' on Cluster. A high-water mark, forgotten only when the master changes: a
+   * master cut off from its replicas must not start counting writes none of them has.
+   */
+  private replicasSeen = 0;
   private lastMaster: string | null = null;
   private replicaTimer: NodeJS.Timeout | null = null;
 
@@ -224,38 +228,67 @@ export class RedisLeaseLock implements LeaseLock {
     // A Sentinel or Cluster failover promotes a replica that may lack the last writes.
     const standalone = this.opts.target.mode === 'standalone';
     const durable = appendonly === null || appendfsync === null ? null : standalone && appendonly === 'yes' && appendfsync === 'always';
-    const master = addressOf(nodeFor(this.redis, this.keys.record));
-    const changed = this.lastMaster !== null && master !== null && master !== this.lastMaster;
-    if (master !== null) this.lastMaster = master;
-    this.storeFacts = {
-      ...this.storeFacts,
-      maxmemoryPolicy: policy,
-      durable,
-      master,
-      masterChanges: this.storeFacts.masterChanges + (changed ? 1 : 0),
-    };
+    this.storeFacts = { ...this.storeFacts, maxmemoryPolicy: policy, durable };
+    this.noteMaster(false);
     this.opts.onFacts?.(this.storeFacts);
+  }
+
+  /**
+   * Notes which server serves the lock key now. Sentinel moves the whole connection (a 'ready'
+   * after a break), but a Cluster client follows a slot failover (MOVED) on connections that never
+   * break, so on Cluster this runs after every lease call too. A new master may hold an older
+   * record: like a break in the connection, it restarts every standby's wait (announced as
+   * 'disconnected') and forgets the replicas seen on the old master.
+   */
+  private noteMaster(announce: boolean): void {
+    const master = addressOf(nodeFor(this.redis, this.keys.record));
+    if (master === null || master === this.lastMaster) return;
+    const changed = this.lastMaster !== null;
+    this.lastMaster = master;
+    this.storeFacts = { ...this.storeFacts, master, masterChanges: this.storeFacts.masterChanges + (changed ? 1 : 0) };
+    if (!changed) return;
+    this.replicasSeen = 0;
+    void this.readReplicas();
+    if (announce) {
+      this.opts.onFacts?.(this.storeFacts);
+      this.emit({ kind: 'disconnected' });
+    }
   }
 
   /** How many replicas the master serving the lock key has right now (ROLE). */
   private async readReplicas(): Promise<void> {
-    // Only 'auto' on Sentinel or Cluster depends on the count (requiredReplicas): no ROLE otherwise.
-    if (this.opts.minReplicas !== 'auto' || this.opts.target.mode === 'standalone') return;
+    // Only 'auto' on Cluster depends on the count (requiredReplicas): no ROLE otherwise.
+    if (this.opts.minReplicas !== 'auto' || this.opts.target.mode !== 'cluster') return;
     const node = nodeFor(this.redis, this.keys.record);
     if (!node || node.status !== 'ready') return;
     try {
       const role = (await node.call('ROLE')) as unknown;
-      if (Array.isArray(role) && role[0] === 'master' && Array.isArray(role[2])) this.connectedReplicas = role[2].length;
+      if (Array.isArray(role) && role[0] === 'master' && Array.isArray(role[2])) this.replicasSeen = Math.max(this.replicasSeen, role[2].length);
     } catch {
       // ROLE may be renamed away; then 'auto' requires nobody and an explicit number still counts.
     }
   }
 
-  /** How many acknowledgements a lease write needs. */
+  /**
+   * How many acknowledgements a lease write needs. 'auto' never follows the replicas connected
+   * right now: a master cut off from its replicas (with the leader on its side of a partition)
+   * sees none after repl-timeout, and counting writes there would let the leader go on while the
+   * Sentinels promote a replica and a standby takes over on it. Sentinel: one, always (a Sentinel
+   * set-up without replicas sets GRINDER_REDIS_MIN_REPLICAS=0). Cluster: one once the slot's
+   * master was seen with a replica (a cluster without replicas cannot fail over, and its masters
+   * stop taking writes on the minority side of a partition).
+   */
   private requiredReplicas(): number {
     const { minReplicas, target } = this.opts;
     if (minReplicas !== 'auto') return minReplicas;
-    return target.mode === 'standalone' ? 0 : Math.min(1, this.connectedReplicas);
+    switch (target.mode) {
+      case 'standalone':
+        return 0;
+      case 'sentinel':
+        return 1;
+      case 'cluster':
+        return Math.min(1, this.replicasSeen);
+    }
   }
 
   /**
@@ -276,6 +309,7 @@ export class RedisLeaseLock implements LeaseLock {
       acked = Number(await node.call('WAIT', String(required), String(timeoutMs)));
     } catch (err) {
       this.storeFacts = { ...this.storeFacts, replicasAcked: false };
+      this.opts.onReplication?.(false);
       throw classifyRedisError(operation, err);
     }
     const ok = acked >= required;
@@ -298,6 +332,8 @@ export class RedisLeaseLock implements LeaseLock {
       return await run();
     } catch (err) {
       throw classifyRedisError(operation, err);
+    } finally {
+      if (this.opts.target.mode === 'cluster') this.noteMaster(true);
     }
   }
 

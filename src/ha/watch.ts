@@ -40,6 +40,11 @@ export class VersionWatch {
     this.current = { ver, firstSeenAt: at, waitMs };
   }
 
+  /** Whether `ver` was watched once and then replaced by a newer version. */
+  replaced(ver: string): boolean {
+    return this.superseded.includes(ver);
+  }
+
   /** Forget everything seen: after a break in the connection the record may have changed unseen. */
   reset(): void {
     this.current = null;

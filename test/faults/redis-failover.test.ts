@@ -64,6 +64,7 @@ async function withSentinel(
 describe('Redis Sentinel', () => {
   it('the master dies, Sentinel promotes the replica: one leader again, no overlap, tokens up', async () => {
     let killedAt = 0;
+    let promotedAt = 0;
     let readyAt = 0;
     const c = await withSentinel(async (s, c) => {
       const leader = await c.waitForLeader(TTL);
@@ -72,8 +73,13 @@ describe('Redis Sentinel', () => {
       killedAt = monoNow();
       await s.master.stop();
       await waitFor('Sentinel to promote the replica', async () => ((await s.masterPort()) === s.replica.port ? true : undefined), FAILOVER_BUDGET_MS, 100);
+      promotedAt = monoNow();
       await c.waitForLeader(FAILOVER_BUDGET_MS + 3 * TTL);
-      readyAt = monoNow();
+      // When a replica became ACTIVE after the kill, by its own role-change record (the product's
+      // time, not this test's polling): within one TTL of the promotion, plus a reconnect and a look.
+      const led = c.leaderships().filter((l) => l.startMonoMs > killedAt);
+      readyAt = led.length > 0 ? Math.min(...led.map((l) => l.startMonoMs)) : monoNow();
+      assert.ok(readyAt - promotedAt <= TTL + RENEW + 1_000, `ACTIVE ${(readyAt - promotedAt).toFixed(0)} ms after Sentinel named the new master (TTL ${TTL})`);
       await waitFor(
         'both replicas to follow the new master',
         async () => {
@@ -86,7 +92,9 @@ describe('Redis Sentinel', () => {
       assert.match(metrics, /^grinder_ha_redis_master_changes_total(\{[^}]*\})? [1-9]/m);
       return monoNow();
     });
-    console.log(`# one ACTIVE ${(readyAt - killedAt).toFixed(0)} ms after the master was killed (TTL ${TTL})`);
+    console.log(
+      `# one ACTIVE ${(readyAt - killedAt).toFixed(0)} ms after the master was killed, ${(readyAt - promotedAt).toFixed(0)} ms after the promotion was seen (TTL ${TTL})`,
+    );
     assert.ok(c.leaderships().length >= 1);
   });
 
@@ -142,8 +150,15 @@ describe('Redis Cluster', () => {
       c = await FaultCluster.attach({ replicas: TWO, redisUrl: cluster.url, client, lockKey: 'grinder:leader:lock' });
       await c.waitForLeader(4 * TTL);
       await c.waitForAcceptedWork(0, 3 * TTL);
-      const status = JSON.parse((await c.replica(0).get('/status')).body) as { redis_mode: string; replicas_acked: boolean | null };
+      const fc = c;
+      const status = JSON.parse((await fc.replica(0).get('/status')).body) as { redis_mode: string; redis_master: string; replicas_acked: boolean | null };
       assert.equal(status.redis_mode, 'cluster');
+      assert.equal(status.redis_master, `127.0.0.1:${cluster.master.port}`, 'the node serving the lock key');
+      const leader = await fc.waitForLeader(TTL);
+      await waitFor('a lease write acknowledged by the replica', async () => {
+        const s = JSON.parse((await fc.replica(leader).get('/status')).body) as { replicas_acked: boolean | null };
+        return s.replicas_acked === true ? true : undefined;
+      });
       // A manual failover: the replica takes the slots over, the old master becomes its replica.
       const r = new Redis(cluster.replica.port);
       try {
@@ -153,6 +168,24 @@ describe('Redis Cluster', () => {
         r.disconnect();
       }
       const ended = monoNow();
+      // The slot moved while every connection stayed up: each replica notices at its next lease call.
+      await waitFor(
+        'both replicas to name the new master of the lock key, and count the change',
+        async () => {
+          const views = await Promise.all(
+            [0, 1].map(async (i) => ({
+              master: (JSON.parse((await fc.replica(i).get('/status')).body) as { redis_master: string }).redis_master,
+              metrics: (await fc.replica(i).get('/metrics')).body,
+            })),
+          );
+          return views.every(
+            (v) => v.master === `127.0.0.1:${cluster.replica.port}` && /^grinder_ha_redis_master_changes_total(\{[^}]*\})? [1-9]/m.test(v.metrics),
+          )
+            ? true
+            : undefined;
+        },
+        3 * TTL,
+      );
       await c.waitForAcceptedWork(ended, 3 * TTL + 5_000);
       // Then the new master dies and the old one takes over without its consent (TAKEOVER).
       await cluster.replica.stop();

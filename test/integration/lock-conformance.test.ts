@@ -327,6 +327,7 @@ for (const impl of [fake, redis]) {
     for (const [what, counter] of [
       ['garbage', 'not-a-number'],
       ['above 2^53', '99999999999999999999'],
+      ['just below 2^53, where no token would be left', '9007199254740991'],
       ['below the fence', '3'],
     ] as const) {
       it(`repairs a counter that is ${what}: the next token is above the fence and the counter`, async () => {

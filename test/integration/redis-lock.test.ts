@@ -143,10 +143,14 @@ describe('fenced-append-4.lua', () => {
     const a = await openLock(key, 'a');
     const stream = new FencedStream(raw, { streamKey: keys.liveStream, keys, maxLen: 1_000 });
     const lease = await lead(a);
-    for (const counter of ['garbage', '99999999999999999999']) {
+    for (const counter of ['garbage', '99999999999999999999', '9007199254740991']) {
       await raw.set(keys.counter, counter);
       assert.equal((await stream.append(lease.token, { seq: counter })).accepted, true, `counter ${counter}`);
     }
+    // A fence no GRINDER token can reach is garbage too: writes go on, and the first repairs it.
+    await raw.set(keys.fence, '9007199254740991');
+    assert.equal((await stream.append(lease.token, { seq: 'huge fence' })).accepted, true, 'a fence just below 2^53 does not stop the leader');
+    assert.equal(await raw.get(keys.fence), String(lease.token), 'the fence was repaired');
     await raw.del(keys.counter, keys.fence);
     assert.deepEqual(
       await stream.append(lease.token - 1, { seq: 'stale' }),
@@ -157,6 +161,26 @@ describe('fenced-append-4.lua', () => {
 });
 
 describe('RedisLeaseLock on a real Redis', () => {
+  it('a node that is not the master (READONLY) is a lock failure with reason failover, and the client looks for the master again', async () => {
+    const replica = await RedisServer.start({ extraArgs: ['--replicaof', '127.0.0.1', String(server.port)] });
+    try {
+      const lock = await openLock(freshKey(), 'on-a-replica', 1_000, replica.url);
+      const events: LockEvent['kind'][] = [];
+      lock.subscribe((e) => events.push(e.kind));
+      const err = await lock.acquire(LOOK).then(
+        () => assert.fail('an acquire on a read-only replica must fail'),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof LockUnavailableError, String(err));
+      assert.equal(err.reason, 'failover');
+      assert.match(err.message, /READONLY/);
+      // reconnectOnError: the READONLY reply drops the connection so that Sentinel can name the master.
+      await waitFor('the reconnect after READONLY', () => (events.includes('disconnected') ? true : undefined), 2_000);
+    } finally {
+      await replica.cleanup();
+    }
+  });
+
   it('announces every change on the events channel to the other replicas', async () => {
     const key = freshKey();
     const a = await openLock(key, 'a');

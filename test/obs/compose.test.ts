@@ -159,6 +159,11 @@ test("the Sentinel file: one master, two replicas, three Sentinels and the runbo
     assert.equal(env.GRINDER_HA_LOCK_TTL_MS, '10000');
     assert.equal(env.GRINDER_INSTANCE_ID, name);
     assert.deepEqual(Object.keys(s.depends_on ?? {}).sort(), ['sentinel-1', 'sentinel-2', 'sentinel-3']);
+    assert.deepEqual(
+      testArgs(s),
+      ['CMD', 'wget', '-q', '-T', '2', '-O', '/dev/null', 'http://127.0.0.1:9090/healthz'],
+      `${name} healthcheck must be the image's small wget probe, not a Node process`,
+    );
   }
 });
 
@@ -272,7 +277,7 @@ test('prometheus.yml, the Grafana datasources and Tempo point at the compose ser
   assert.equal(tempo.distributor.receivers.otlp.protocols.http.endpoint, '0.0.0.0:4318');
 });
 
-test('the Dockerfile: multi-stage, non-root, health-checked, port 9090, node dist/main.js', () => {
+test('the Dockerfile: multi-stage, non-root, health-checked, port 9090, node --disable-sigusr1 dist/main.js', () => {
   const df = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
   const lines = df.split('\n').filter((l) => !l.trim().startsWith('#'));
   const text = lines.join('\n');
@@ -287,7 +292,8 @@ test('the Dockerfile: multi-stage, non-root, health-checked, port 9090, node dis
   assert.match(text, /^HEALTHCHECK [\s\S]*\/healthz/m);
   const healthcheck = /^HEALTHCHECK (?:.*\\\n)*.*/m.exec(text)?.[0] ?? '';
   assert.match(healthcheck, /CMD wget /, 'the image health check is a BusyBox wget, not a Node process');
-  assert.match(text, /^CMD \["node", "dist\/main\.js"\]$/m);
+  // --disable-sigusr1: no window at start-up in which SIGUSR1 opens the inspector.
+  assert.match(text, /^CMD \["node", "--disable-sigusr1", "dist\/main\.js"\]$/m);
   const ignore = readFileSync(join(REPO_ROOT, '.dockerignore'), 'utf8').split('\n');
   for (const p of ['node_modules', 'dist', '.git']) assert.ok(ignore.includes(p), `.dockerignore must exclude ${p}`);
   // Everything the build stage copies is present and not ignored.

@@ -59,6 +59,11 @@ export class FakeAlertmanager {
         res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
       });
     });
+    // Node closes an idle keep-alive connection after 5 s; Prometheus re-sends every 12 s here, and
+    // a POST that races that close fails without a retry and counts as a notification error (it
+    // fired GrinderPrometheusNotificationsFailing once in CI). Like a real Alertmanager, leave idle
+    // connections to the client, which closes its own safely.
+    server.keepAliveTimeout = 0;
     const port = await freePort();
     await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
     return new FakeAlertmanager(server, port, received);

@@ -21,6 +21,8 @@ import type { FakeTime } from './fake-clock';
  */
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+/** TOKEN_LIMIT in include/lease-record.lua: a stored token above it is garbage. */
+const TOKEN_LIMIT = 1.5 * 2 ** 52;
 
 interface Rec {
   state: RecordState;
@@ -38,13 +40,18 @@ function safeInt(s: string | null): number | null {
   return n > MAX_SAFE ? null : n;
 }
 
+function tokenInt(s: string | null): number | null {
+  const n = safeInt(s);
+  return n !== null && n > TOKEN_LIMIT ? null : n;
+}
+
 export function parseRecord(v: string | null): Rec | null {
   if (v === null) return null;
   const m = /^2\|([a-z]+)\|([0-9a-fA-F]+)\|(\d+)\|(\d+)\|(\d+)\|([0-9a-fA-F]*)\|(.*)$/s.exec(v);
   if (!m) return null;
   const state = m[1] as string;
   if (state !== 'held' && state !== 'free' && state !== 'barrier') return null;
-  const token = safeInt(m[3] ?? null);
+  const token = tokenInt(m[3] ?? null);
   const ttl = safeInt(m[4] ?? null);
   const maxttl = safeInt(m[5] ?? null);
   if (token === null || ttl === null || maxttl === null) return null;
@@ -174,11 +181,12 @@ export class FakeLock implements LeaseLock {
     return this.run('acquire', (): AcquireResult => {
       const s = this.store;
       if (s.keyType !== 'string') return { kind: 'anomaly', reason: 'wrong_type', detail: `a Redis ${s.keyType}` };
-      const counter = safeInt(s.counter);
-      const fence = safeInt(s.fence);
+      const counter = tokenInt(s.counter);
+      const fence = tokenInt(s.fence);
       const rec = s.record();
       const known = Math.max(counter ?? 0, fence ?? 0, rec?.token ?? 0);
-      const newest = Math.max(known, request.floor);
+      const floor = tokenInt(String(request.floor)) ?? 0;
+      const newest = Math.max(known, floor);
       const writeBarrier = (reason: 'data_loss' | 'record_missing' | 'rollback'): AcquireResult => {
         const ms = Math.max(request.barrierMs, this.ttlMs, rec?.maxttl ?? 0, rec?.ttl ?? 0);
         const b: Rec = { state: 'barrier', ver: s.newVer(), token: newest, ttl: ms, maxttl: ms, session: this.session, instance: this.instanceId };
@@ -188,7 +196,7 @@ export class FakeLock implements LeaseLock {
         return { kind: 'barrier', ver: b.ver, ms, reason, newest };
       };
       if (s.raw === null) return writeBarrier(s.counter === null ? 'data_loss' : 'record_missing');
-      if (request.floor > known) return writeBarrier('rollback');
+      if (floor > known) return writeBarrier('rollback');
       const currentVer = rec ? rec.ver : fakeSha(s.raw);
       if (request.expectedVer === null || request.expectedVer !== currentVer) {
         if (rec) {
@@ -210,8 +218,8 @@ export class FakeLock implements LeaseLock {
       }
       let token = newest + 1;
       const now = s.nowMicros();
-      if (now > token && now <= MAX_SAFE) token = now;
-      if (token > MAX_SAFE) return { kind: 'anomaly', reason: 'invalid_value', detail: 'tokens exhausted' };
+      if (now > token && now <= TOKEN_LIMIT) token = now;
+      if (token > TOKEN_LIMIT) return { kind: 'anomaly', reason: 'invalid_value', detail: 'tokens exhausted' };
       const maxttl = rec && rec.state !== 'barrier' ? Math.max(this.ttlMs, rec.ttl) : this.ttlMs;
       const held: Rec = { state: 'held', ver: s.newVer(), token, ttl: this.ttlMs, maxttl, session: this.session, instance: this.instanceId };
       s.raw = formatRecord(held);

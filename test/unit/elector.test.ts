@@ -70,11 +70,26 @@ function assertTokensIncrease(sim: Sim): void {
   }
 }
 
+/**
+ * Starts `starting` (default: every replica) and advances until one of them is ACTIVE. A free
+ * record seen for the first time is watched for one TTL like any other version: it may be an older
+ * state come back, so nobody takes it at first sight.
+ */
+async function firstLeader(sim: Sim, starting: SimReplica[] = sim.replicas): Promise<SimReplica> {
+  for (const r of starting) r.elector.start();
+  for (let t = 0; t <= 2 * TTL; t++) {
+    const leader = starting.find((r) => r.elector.currentRole() === 'active');
+    if (leader) return leader;
+    await sim.time.advance(1);
+  }
+  assert.fail('nobody led within 2 TTL of the start');
+}
+
 /** Two replicas: a starts first and leads, b starts next and stands by. */
 async function leaderAndStandby(): Promise<{ sim: Sim; a: SimReplica; b: SimReplica }> {
   const sim = simulate(2);
   const [a, b] = sim.replicas as [SimReplica, SimReplica];
-  a.elector.start();
+  await firstLeader(sim, [a]);
   await sim.time.advance(1);
   b.elector.start();
   await sim.time.advance(1);
@@ -97,6 +112,8 @@ describe('LeaderElector', () => {
     assert.deepEqual(roles(sim), ['unknown', 'unknown']);
     for (const r of sim.replicas) r.elector.start();
     await sim.time.advance(1);
+    assert.deepEqual(roles(sim), ['standby', 'standby'], 'a free record seen for the first time is watched for one TTL');
+    await sim.time.advanceChecking(TTL + RENEW, 1, () => assertAtMostOneActive(sim));
     assert.deepEqual(roles(sim).sort(), ['active', 'standby']);
     const leader = sim.replicas.find((r) => r.elector.currentRole() === 'active');
     assert.ok(leader);
@@ -107,15 +124,14 @@ describe('LeaderElector', () => {
 
   it('renews every renew interval and stays ACTIVE while renewals succeed', async () => {
     const sim = simulate(2);
-    for (const r of sim.replicas) r.elector.start();
+    const leader = await firstLeader(sim);
     await sim.time.advance(1);
-    const leader = sim.replicas.find((r) => r.elector.currentRole() === 'active');
-    assert.ok(leader);
     leader.lock.calls.length = 0;
+    const transitions = leader.transitions.length;
     await sim.time.advanceChecking(10 * RENEW, 10, () => assertAtMostOneActive(sim));
     assert.equal(leader.lock.calls.filter((c) => c === 'renew').length, 10);
     assert.equal(leader.elector.currentRole(), 'active');
-    assert.equal(leader.transitions.length, 1);
+    assert.equal(leader.transitions.length, transitions, 'no role change while renewals succeed');
   });
 
   it('steps down by its own clock at sentAt + TTL - margin when Redis stops answering, and the standby takes over only after expiry', async () => {
@@ -158,8 +174,7 @@ describe('LeaderElector', () => {
   it('keeps the lease through a renew timeout that recovers before the deadline', async () => {
     const sim = simulate(1);
     const [a] = sim.replicas as [SimReplica];
-    a.elector.start();
-    await sim.time.advance(1);
+    await firstLeader(sim);
     a.lock.mode = 'timeout';
     await sim.time.advance(RENEW + 250); // one renew timed out
     assert.equal(a.elector.currentRole(), 'active');
@@ -168,7 +183,11 @@ describe('LeaderElector', () => {
     assert.equal(a.elector.currentRole(), 'active');
     await sim.time.advance(5 * TTL);
     assert.equal(a.elector.currentRole(), 'active');
-    assert.equal(a.transitions.length, 1, 'no flapping');
+    assert.deepEqual(
+      a.transitions.filter(([from]) => from === 'active'),
+      [],
+      'no flapping',
+    );
   });
 
   it('a standby whose acquires run in Redis but whose replies time out does not keep everyone out', async () => {
@@ -187,8 +206,7 @@ describe('LeaderElector', () => {
   it('steps down at once when its lease was taken over', async () => {
     const sim = simulate(1);
     const [a] = sim.replicas as [SimReplica];
-    a.elector.start();
-    await sim.time.advance(1);
+    await firstLeader(sim);
     sim.store.setHeld(999, 'intruder', TTL);
     await sim.time.advance(RENEW);
     assert.equal(a.elector.currentRole(), 'standby');
@@ -257,16 +275,18 @@ describe('LeaderElector', () => {
     await sim2.time.advance(timing.commandTimeoutMs + 1);
     assert.equal(c.elector.currentRole(), 'standby');
     c.lock.mode = 'ok';
+    const before = c.lock.calls.length;
     c.lock.emit({ kind: 'connected' });
     await sim2.time.advance(2);
+    assert.deepEqual(c.lock.calls.slice(before), ['acquire'], 'looked at once, not at the next tick');
+    await sim2.time.advance(TTL + RENEW);
     assert.equal(c.elector.currentRole(), 'active');
   });
 
   it('stop() aborts the leader work and releases the lease', async () => {
     const sim = simulate(1);
     const [a] = sim.replicas as [SimReplica];
-    a.elector.start();
-    await sim.time.advance(1);
+    await firstLeader(sim);
     assert.equal(sim.store.record()?.state, 'held');
     await a.elector.stop();
     assert.equal(sim.store.record()?.state, 'free', 'lease released');
@@ -373,6 +393,38 @@ describe('LeaderElector', () => {
     assertTokensIncrease(sim);
   });
 
+  it("a restore that brings back the paused old leader's own record: it does not take it at once while the new leader still leads", async () => {
+    const { sim, a, b } = await leaderAndStandby();
+    assert.equal(sim.store.facts.durable, true, 'even a Redis that says it keeps every write can be restored from a backup');
+    await sim.time.advance(RENEW + 5);
+    const backup = sim.store.raw; // a's newest renewal: the version a itself watches now
+    a.clock.paused = true;
+    await sim.time.advanceChecking(TTL + 2 * RENEW, 1, () => assertAtMostOneActive(sim));
+    assert.equal(b.elector.currentRole(), 'active', 'b took over');
+    // Redis restarts from the backup: every connection breaks, a's record is back.
+    sim.store.raw = backup;
+    for (const r of sim.replicas) r.lock.emit({ kind: 'disconnected' });
+    a.clock.paused = false;
+    await sim.time.advanceChecking(3 * TTL, 1, () => assertAtMostOneActive(sim));
+    assert.equal(roles(sim).filter((r) => r === 'active').length, 1, 'a leader again');
+    assertTokensIncrease(sim);
+  });
+
+  it('an older record written back without a break in the connection: no overlap, and no standby spins waiting for the newer one', async () => {
+    const { sim, a, b } = await leaderAndStandby();
+    await sim.time.advance(RENEW + 5);
+    const older = sim.store.raw; // a version b saw and then saw replaced by the next renewal
+    await sim.time.advance(RENEW);
+    a.clock.paused = true; // the leader dies
+    sim.store.raw = older; // and its older record comes back (RESTORE, DEBUG RELOAD): no 'disconnected'
+    b.lock.calls.length = 0;
+    await sim.time.advanceChecking(3 * TTL, 1, () => assert.equal(a.elector.currentRole() === 'active' && b.elector.currentRole() === 'active', false));
+    assert.equal(b.elector.currentRole(), 'active', 'a leader again within 3 TTL');
+    const looks = b.lock.calls.filter((c) => c === 'acquire').length;
+    assert.ok(looks <= 3 * (TTL / RENEW) + 5, `${looks} acquires in 3 TTL: it waited, it did not retry every millisecond`);
+    assertTokensIncrease(sim);
+  });
+
   it('repairs a counter that is garbage, above 2^53 or below the fence instead of fighting it', async () => {
     for (const counter of ['garbage', '99999999999999999999', '5']) {
       const sim = simulate(2);
@@ -390,8 +442,7 @@ describe('LeaderElector', () => {
     const sim = simulate(2);
     const [long, short] = sim.replicas as [SimReplica, SimReplica];
     long.lock.ttlMs = 3 * TTL; // a replica configured with a longer TTL leads first
-    long.elector.start();
-    await sim.time.advance(2);
+    await firstLeader(sim, [long]);
     short.elector.start();
     await sim.time.advance(RENEW);
     assert.equal(long.elector.currentRole(), 'active');
@@ -402,9 +453,9 @@ describe('LeaderElector', () => {
     assert.equal(short.elector.currentRole(), 'active');
   });
 
-  it('after a break in the connection to a Redis that may lose writes, a standby waits a full TTL again', async () => {
+  it('after a break in the connection a standby waits a full TTL again, even on a Redis that says it keeps every write', async () => {
     const { sim, a, b } = await leaderAndStandby();
-    sim.store.facts = { ...sim.store.facts, durable: false };
+    assert.equal(sim.store.facts.durable, true);
     await sim.time.advance(TTL / 2);
     a.clock.paused = true; // the leader dies
     await sim.time.advance(TTL / 2 - 50);
@@ -417,8 +468,7 @@ describe('LeaderElector', () => {
   it('backs off after resigning, longer each time it repeats, so a failing leader does not keep the lease from others', async () => {
     const sim = simulate(1);
     const [a] = sim.replicas as [SimReplica];
-    a.elector.start();
-    await sim.time.advance(2);
+    await firstLeader(sim);
     const gaps: number[] = [];
     for (let i = 0; i < 3; i++) {
       const ctx = a.contexts.at(-1);

@@ -173,6 +173,7 @@ class Harness {
         holdMs = this.between(200, Math.round(ttlMs * 2));
         break;
       case 'record-delete':
+      case 'evict':
       case 'counter-corrupt':
         holdMs = 0;
         break;
@@ -312,6 +313,8 @@ class Harness {
         return this.network(p);
       case 'record-delete':
         return this.recordDelete();
+      case 'evict':
+        return this.evict();
       case 'counter-corrupt':
         return this.counterCorrupt();
       case 'rollback':
@@ -357,12 +360,44 @@ class Harness {
     this.record('record-delete', null, at, `DEL of the lease record (${n} key removed)`);
   }
 
+  /**
+   * Memory pressure under volatile-ttl: filler keys with a TTL until Redis has evicted some, then
+   * the filler goes and the limit is lifted. The lease keys and the live stream have no TTL, so
+   * this policy must never pick them (the checker would see a barrier or lost entries if it did).
+   */
+  private async evict(): Promise<void> {
+    const client = this.client as Redis;
+    const evicted = async (): Promise<number> => Number(/evicted_keys:(\d+)/.exec(await client.info('stats'))?.[1] ?? 0);
+    const used = Number(/used_memory:(\d+)/.exec(await client.info('memory'))?.[1] ?? 0);
+    const before = await evicted();
+    const at = monoNow();
+    await client.config('SET', 'maxmemory-policy', 'volatile-ttl');
+    await client.config('SET', 'maxmemory', String(used + 2 * 1024 * 1024));
+    const value = 'x'.repeat(10_000);
+    let round = 0;
+    try {
+      while ((await evicted()) - before < 50 && round < 100) {
+        const p = client.pipeline();
+        for (let j = 0; j < 50; j++) p.set(`chaos:filler:${round}:${j}`, value, 'EX', 3_600);
+        await p.exec();
+        round += 1;
+      }
+    } finally {
+      await client.config('SET', 'maxmemory', '0');
+      await client.config('SET', 'maxmemory-policy', 'noeviction');
+      for (let r = 0; r < round; r++) await client.del(...Array.from({ length: 50 }, (_, j) => `chaos:filler:${r}:${j}`));
+    }
+    const n = (await evicted()) - before;
+    this.log(`evict: ${n} filler keys evicted under volatile-ttl`);
+    this.record('evict', null, at, `memory pressure under volatile-ttl: ${n} filler keys evicted`);
+  }
+
   private async counterCorrupt(): Promise<void> {
     const client = this.client as Redis;
     const keys = leaseKeys(LOCK_KEY);
-    const choice = Math.floor(this.rand() * 3);
+    const values = ['5', 'not-a-number', '99999999999999999999', '9007199254740991'];
     const at = monoNow();
-    const value = choice === 0 ? '5' : choice === 1 ? 'not-a-number' : '99999999999999999999';
+    const value = values[Math.floor(this.rand() * values.length)] as string;
     await client.set(keys.counter, value).catch(() => undefined);
     this.log(`counter-corrupt: ${keys.counter} = ${value}`);
     this.record('counter-corrupt', null, at, `the token counter set to ${value}`);

@@ -33,7 +33,9 @@
                                                       once it has stood still long enough
     {-3, type}                                        the key holds another Redis type: never
                                                       taken over (it is somebody's data)
-    {-4, newest}                                      no token below 2^53 is left
+    {-4, newest}                                      no token up to TOKEN_LIMIT (1.5 * 2^52) is
+                                                      left: only after 2^51 leaderships, since
+                                                      larger stored values count as garbage
 
   Run late (after the caller gave up waiting): the compare-and-set makes it harmless. Either the
   version it expected is gone (nothing written), or it took the lease for a session that is not
@@ -46,7 +48,8 @@ local lockKey, counterKey, fenceKey = KEYS[1], KEYS[2], KEYS[3]
 local session, instanceId = ARGV[1], ARGV[2]
 local ttl = tonumber(ARGV[3])
 local expected = ARGV[4]
-local floor = tonumber(ARGV[5])
+-- A floor no GRINDER token can reach came from garbage a replica read before: ignore it.
+local floor = tokenInt(ARGV[5]) or 0
 local barrierMs = tonumber(ARGV[6])
 local newVer = ARGV[7]
 local channel = ARGV[8]
@@ -57,8 +60,8 @@ if keyType ~= 'none' and keyType ~= 'string' then
 end
 
 local rawCounter = redis.call('GET', counterKey)
-local counter = safeInt(rawCounter)
-local fence = safeInt(redis.call('GET', fenceKey))
+local counter = tokenInt(rawCounter)
+local fence = tokenInt(redis.call('GET', fenceKey))
 local raw = nil
 if keyType == 'string' then
   raw = redis.call('GET', lockKey)
@@ -104,10 +107,10 @@ end
 local time = redis.call('TIME')
 local nowMicros = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local token = newest + 1
-if nowMicros > token and nowMicros <= MAX_SAFE then
+if nowMicros > token and nowMicros <= TOKEN_LIMIT then
   token = nowMicros
 end
-if token > MAX_SAFE then
+if token > TOKEN_LIMIT then
   return { -4, fmt(newest) }
 end
 local maxttl = ttl

@@ -18,15 +18,16 @@
     {1, id}               accepted; id is the stream entry id
     {-1, newest}          rejected: a newer leadership (token newest, a decimal string) exists
 
-  A value that is not a safe integer counts as absent: a corrupt counter must not stop every
-  write (the next acquire repairs it), and the fence and the record still hold the newest token.
+  A value that is not a safe integer, or above any token GRINDER hands out (TOKEN_LIMIT), counts
+  as absent: a corrupt counter or fence must not stop every write (the next acquire repairs the
+  counter, this script the fence), and the others still hold the newest token.
   Run late: a late write is judged by the tokens current when it runs, which is the point.
 ]]
 -- @include include/lease-record.lua
 
 local token = tonumber(ARGV[1])
-local fence = safeInt(redis.call('GET', KEYS[2]))
-local counter = safeInt(redis.call('GET', KEYS[3]))
+local fence = tokenInt(redis.call('GET', KEYS[2]))
+local counter = tokenInt(redis.call('GET', KEYS[3]))
 local rec = nil
 if redis.call('TYPE', KEYS[4])['ok'] == 'string' then
   rec = parseRecord(redis.call('GET', KEYS[4]))

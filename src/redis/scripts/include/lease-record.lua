@@ -16,6 +16,11 @@
   session   random hex naming the holder's process incarnation (may be empty for a barrier)
 ]]
 local MAX_SAFE = 9007199254740991
+-- Fencing tokens start from Redis' clock in microseconds (about 1.8e15 in 2026; 2^52 in 2112) and
+-- go up by one per leadership. A stored token above TOKEN_LIMIT (1.5 * 2^52) was not handed out
+-- by GRINDER: it is garbage that, taken at its word, would leave no token below 2^53 to hand out
+-- and stop every election. Such a value counts as absent (and is overwritten), like garbage.
+local TOKEN_LIMIT = 6755399441055744
 
 -- A decimal string that a double (and a JavaScript number) holds exactly, else nil.
 local function safeInt(s)
@@ -24,6 +29,15 @@ local function safeInt(s)
   end
   local n = tonumber(s)
   if n > MAX_SAFE then
+    return nil
+  end
+  return n
+end
+
+-- A fencing token GRINDER can have handed out (a counter, fence or record token), else nil.
+local function tokenInt(s)
+  local n = safeInt(s)
+  if n and n > TOKEN_LIMIT then
     return nil
   end
   return n
@@ -42,7 +56,7 @@ local function parseRecord(v)
   if state ~= 'held' and state ~= 'free' and state ~= 'barrier' then
     return nil
   end
-  token, ttl, maxttl = safeInt(token), safeInt(ttl), safeInt(maxttl)
+  token, ttl, maxttl = tokenInt(token), safeInt(ttl), safeInt(maxttl)
   if not token or not ttl or not maxttl then
     return nil
   end

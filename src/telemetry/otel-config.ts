@@ -91,6 +91,19 @@ function nonNegative(env: Env, name: string): number | undefined {
   return n;
 }
 
+/**
+ * The batch processor's sizes, where 0 breaks tracing without a word from the SDK: with a batch
+ * size of 0 it sends empty batches in a busy loop and never a span, with a queue size of 0 it
+ * drops every span.
+ */
+function positiveCount(env: Env, name: string): number | undefined {
+  const raw = str(env, name);
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new ConfigError(name, raw, 'must be a whole number ≥ 1');
+  return n;
+}
+
 function firstNonNegative(env: Env, ...names: string[]): number | undefined {
   for (const name of names) {
     const n = nonNegative(env, name);
@@ -210,10 +223,10 @@ export function readOtelConfig(env: Env): OtelConfig {
       attributePerLinkCountLimit: firstNonNegative(env, 'OTEL_LINK_ATTRIBUTE_COUNT_LIMIT', 'OTEL_SPAN_ATTRIBUTE_PER_LINK_COUNT_LIMIT'),
     },
     batch: {
-      maxQueueSize: nonNegative(env, 'OTEL_BSP_MAX_QUEUE_SIZE'),
+      maxQueueSize: positiveCount(env, 'OTEL_BSP_MAX_QUEUE_SIZE'),
       scheduledDelayMillis: nonNegative(env, 'OTEL_BSP_SCHEDULE_DELAY'),
       exportTimeoutMillis: nonNegative(env, 'OTEL_BSP_EXPORT_TIMEOUT'),
-      maxExportBatchSize: nonNegative(env, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE'),
+      maxExportBatchSize: positiveCount(env, 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE'),
     },
     secrets: secrets(env),
   };

@@ -101,34 +101,49 @@ describe('stopping', () => {
     assert.ok(r.alive);
   });
 
-  it('exits 0 soon after SIGTERM although the OTLP collector never answers', async () => {
-    const server = await redis();
-    // Spans wait for the default 5 s batch delay, so the stop has to flush them into the void.
-    const r = await replica(haEnv(server.url, 'unreachable-otlp', { OTEL_EXPORTER_OTLP_ENDPOINT: await blackHole() }));
-    await becomes(r, 'active');
-    const { code, ms } = await stopWith(r, 'SIGTERM');
-    assert.equal(code, 0);
-    // The span flush may take 500 ms; the exporter's own timeout would be 10 s.
-    assert.ok(ms < 3_000, `took ${ms.toFixed(0)} ms`);
-    assert.equal(r.logsWith('lease released on shutdown')[0]?.result, 'released');
+  // The issue asks for about 1 s; the bound leaves room for a slow machine, while a stop that waits
+  // for the exporter (its 10 s timeout, its 1 s retry back-off) or hangs on stdout fails it.
+  const PROMPT_STOP_MS = 2_000;
+  const assertPrompt = (ms: number, what: string): void => {
+    console.log(`# ${what}: exited ${ms.toFixed(0)} ms after SIGTERM`);
+    assert.ok(ms < PROMPT_STOP_MS, `${what}: took ${ms.toFixed(0)} ms`);
+  };
+
+  const deadCollectors: [string, () => Promise<string>][] = [
+    ['never answers', blackHole],
+    ['refuses connections (nobody listens on its port)', async () => `http://127.0.0.1:${await freePort()}`],
+  ];
+  deadCollectors.forEach(([how, collector], i) => {
+    it(`exits 0 within ${PROMPT_STOP_MS} ms of SIGTERM although the OTLP collector ${how}`, async () => {
+      const server = await redis();
+      // Spans wait for the default 5 s batch delay, so the stop has to flush them into the void.
+      const r = await replica(haEnv(server.url, `dead-otlp-${i}`, { OTEL_EXPORTER_OTLP_ENDPOINT: await collector() }));
+      await becomes(r, 'active');
+      const { code, ms } = await stopWith(r, 'SIGTERM');
+      assert.equal(code, 0);
+      assertPrompt(ms, `collector that ${how}`);
+      assert.equal(r.logsWith('lease released on shutdown')[0]?.result, 'released');
+    });
   });
 
-  it('exits 0 when nobody reads its stdout any more', async () => {
+  it(`exits 0 within ${PROMPT_STOP_MS} ms when nobody reads its stdout any more`, async () => {
     // HA disabled stops fastest, so the last log lines are still being written when the process
     // exits: the case in which pino's exit-time flush used to retry EPIPE forever.
     const r = await replica({});
     r.closeStdout();
-    const { code } = await stopWith(r, 'SIGTERM', 8_000);
+    const { code, ms } = await stopWith(r, 'SIGTERM', 8_000);
     assert.equal(code, 0);
+    assertPrompt(ms, 'HA disabled, stdout gone');
   });
 
-  it('an ACTIVE replica without a stdout reader still releases its lease and exits 0', async () => {
+  it(`an ACTIVE replica without a stdout reader still releases its lease and exits 0 within ${PROMPT_STOP_MS} ms`, async () => {
     const server = await redis();
     const r = await replica(haEnv(server.url, 'no-reader'));
     await becomes(r, 'active');
     r.closeStdout();
-    const { code } = await stopWith(r, 'SIGTERM', 8_000);
+    const { code, ms } = await stopWith(r, 'SIGTERM', 8_000);
     assert.equal(code, 0);
+    assertPrompt(ms, 'ACTIVE, stdout gone');
     const client = new Redis(server.port, '127.0.0.1', { lazyConnect: true });
     try {
       await client.connect();

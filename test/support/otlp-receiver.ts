@@ -1,12 +1,28 @@
 import { createServer as createHttpServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { createServer as createHttp2Server, type Http2Server } from 'node:http2';
+import { performance } from 'node:perf_hooks';
+import { gunzipSync } from 'node:zlib';
 import { freePort } from './ports';
 
 export interface OtlpRequest {
   path: string;
   headers: IncomingHttpHeaders;
-  /** The payload: protobuf or JSON bytes (for gRPC, the message without its 5-byte frame). */
+  /**
+   * The payload: protobuf or JSON bytes (for gRPC, the message without its 5-byte frame),
+   * decompressed when it came with `content-encoding: gzip`, as a real collector would.
+   */
   body: Buffer;
+  /** performance.now() of the test process when the request had fully arrived. */
+  at: number;
+  /** For a receiver that never answers: how long after the request arrived the exporter gave up on it. */
+  heldMs?: number;
+}
+
+export interface HttpReceiverOptions {
+  /** Default: a free port. */
+  port?: number;
+  /** false: keep every request open without an answer, a collector that hangs. Default true. */
+  answer?: boolean;
 }
 
 /** One attribute of an OTLP/JSON span or resource, with its value whatever its type. */
@@ -21,6 +37,7 @@ export interface JsonSpan {
   parentSpanId?: string;
   kind: number;
   attributes: JsonAttribute[];
+  droppedAttributesCount?: number;
 }
 
 /**
@@ -35,19 +52,32 @@ export class OtlpReceiver {
     readonly requests: OtlpRequest[],
   ) {}
 
-  static async http(): Promise<OtlpReceiver> {
-    const port = await freePort();
+  /** Rejects with the listen error (EADDRINUSE, ...) when `port` cannot be had. */
+  static async http(opts: HttpReceiverOptions = {}): Promise<OtlpReceiver> {
+    const port = opts.port ?? (await freePort());
     const requests: OtlpRequest[] = [];
     const server = createHttpServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        requests.push({ path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks) });
+        const raw = Buffer.concat(chunks);
+        const body = req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw;
+        const request: OtlpRequest = { path: req.url ?? '', headers: req.headers, body, at: performance.now() };
+        requests.push(request);
+        if (opts.answer === false) {
+          res.once('close', () => {
+            request.heldMs = performance.now() - request.at;
+          });
+          return;
+        }
         const json = String(req.headers['content-type']).includes('json');
         res.writeHead(200, { 'content-type': json ? 'application/json' : 'application/x-protobuf' }).end(json ? '{}' : '');
       });
     });
-    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', resolve);
+    });
     return new OtlpReceiver(`http://127.0.0.1:${port}`, server, requests);
   }
 
@@ -60,7 +90,7 @@ export class OtlpReceiver {
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', () => {
         const framed = Buffer.concat(chunks);
-        requests.push({ path: String(headers[':path']), headers: headers as IncomingHttpHeaders, body: framed.subarray(5) });
+        requests.push({ path: String(headers[':path']), headers: headers as IncomingHttpHeaders, body: framed.subarray(5), at: performance.now() });
         stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
         stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
         // An empty ExportTraceServiceResponse: not compressed, length 0.
@@ -76,9 +106,9 @@ export class OtlpReceiver {
     return this.requests.map((r) => r.body.toString('latin1')).join('\n');
   }
 
-  /** Spans of OTLP/JSON payloads. */
-  jsonSpans(): JsonSpan[] {
-    return this.jsonPayloads().flatMap((p) => p.resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans)));
+  /** Spans of OTLP/JSON payloads (of every request, or of the ones given). */
+  jsonSpans(requests: OtlpRequest[] = this.requests): JsonSpan[] {
+    return this.jsonPayloads(requests).flatMap((p) => p.resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans)));
   }
 
   /** Resource attributes of the first OTLP/JSON payload. */
@@ -88,11 +118,15 @@ export class OtlpReceiver {
   }
 
   close(): Promise<void> {
+    // Requests held open without an answer would otherwise keep close() waiting for ever.
+    if ('closeAllConnections' in this.server) this.server.closeAllConnections();
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
-  private jsonPayloads(): { resourceSpans: { resource: { attributes: JsonAttribute[] }; scopeSpans: { spans: JsonSpan[] }[] }[] }[] {
-    return this.requests.map((r) => JSON.parse(r.body.toString('utf8')) as ReturnType<OtlpReceiver['jsonPayloads']>[number]);
+  private jsonPayloads(
+    requests: OtlpRequest[] = this.requests,
+  ): { resourceSpans: { resource: { attributes: JsonAttribute[] }; scopeSpans: { spans: JsonSpan[] }[] }[] }[] {
+    return requests.map((r) => JSON.parse(r.body.toString('utf8')) as ReturnType<OtlpReceiver['jsonPayloads']>[number]);
   }
 }
 

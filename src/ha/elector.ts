@@ -178,6 +178,9 @@ export class LeaderElector implements HaStatusSource {
   private resignStreak = 0;
   /** What the last acquire saw, so repeated identical findings are logged once, not every tick. */
   private lastAcquireKind: string | null = null;
+  /** Breaks in the connection so far, and how many there had been when we last sent a lease write. */
+  private breaks = 0;
+  private breaksAtLastWrite = -1;
 
   constructor(opts: ElectorOptions) {
     this.opts = opts;
@@ -280,6 +283,7 @@ export class LeaderElector implements HaStatusSource {
         // Across a break Redis may have restarted with older data (a restore, a lost AOF tail, a
         // promoted replica), even one that says it keeps every write: a wait started before the
         // break, a version we wrote and a free record seen before it no longer prove anything.
+        this.breaks += 1;
         this.watch.reset();
         return;
       case 'announcement':
@@ -353,6 +357,7 @@ export class LeaderElector implements HaStatusSource {
     const { clock, lock, timing, log } = this.opts;
     const sentAt = clock.now();
     const expectedVer = sentAt >= this.backoffUntil ? this.watch.eligibleVer(sentAt) : null;
+    if (expectedVer !== null && lock.isConnected()) this.breaksAtLastWrite = this.breaks;
     let result: AcquireResult;
     try {
       result = await lock.acquire({ expectedVer, floor: this.floor, barrierMs: this.waitFor(0, 0) });
@@ -397,12 +402,16 @@ export class LeaderElector implements HaStatusSource {
       }
       case 'observed': {
         const r = result.record;
+        const floorBefore = this.floor;
         this.learnToken(Math.max(r.token, result.newest));
         this.learnTtl(Math.max(r.ttlMs, r.maxTtlMs));
         this.seen = { state: r.state, holder: r.state === 'held' ? r.instanceId : null, token: r.token };
-        if (r.state === 'held' && r.ours) {
+        if (r.state === 'held' && r.ours && r.token >= floorBefore && this.breaksAtLastWrite === this.breaks) {
           // Our own leadership that this process does not hold (a renew or acquire whose reply
-          // timed out ran after all): free it, so nobody waits for a lease nobody uses.
+          // timed out ran after all): free it, so nobody waits for a lease nobody uses. Only when
+          // it is our newest token and we wrote on this connection: otherwise it may be an old
+          // record of ours brought back by a restore while someone else leads, and freeing it
+          // would let the standbys take it at once.
           lock.abandon().catch(() => undefined);
         }
         // A free record needs no wait only when it cannot be an older state come back: we watched
@@ -462,6 +471,7 @@ export class LeaderElector implements HaStatusSource {
   private async renewOnce(held: HeldLease): Promise<number> {
     const { clock, lock, timing } = this.opts;
     const sentAt = clock.now();
+    if (lock.isConnected()) this.breaksAtLastWrite = this.breaks;
     let result;
     try {
       result = await lock.renew(held.lease);

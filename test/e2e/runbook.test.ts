@@ -203,7 +203,7 @@ describe('runbook: HA operations, re-enacted with processes', () => {
     }
   });
 
-  it('Redis back (persistent): exactly one ACTIVE again, quickly', async () => {
+  it('Redis back (persistent): exactly one ACTIVE again, one TTL after it is back (what came back may be older data)', async () => {
     const startedAt = Date.now();
     await redis.startProcess();
     activeIdx = await exactlyOneActive(TTL * 4);

@@ -29,7 +29,6 @@ test("the runbook keeps the operators' commands, names, ports and bodies", () =>
     'sleep 12',
     'docker stop grinder-redis',
     'docker start grinder-redis',
-    'sleep 5',
     'curl -fsS http://localhost:9090/metrics | grep grinder_ha_role',
     'curl -fsS http://localhost:9091/metrics | grep grinder_ha_role',
     'docker ps | grep redis',

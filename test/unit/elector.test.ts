@@ -410,6 +410,27 @@ describe('LeaderElector', () => {
     assertTokensIncrease(sim);
   });
 
+  it("Redis away for longer than the lease, then back with the old leader's record: a leader one TTL after the reconnect, not at once", async () => {
+    const { sim, a, b } = await leaderAndStandby();
+    for (const r of [a, b]) {
+      r.lock.mode = 'down';
+      r.lock.emit({ kind: 'disconnected' });
+    }
+    await sim.time.advance(TTL + 2 * RENEW);
+    assert.deepEqual(roles(sim), ['standby', 'standby'], 'the leader stepped down at its deadline');
+    a.lock.calls.length = 0;
+    for (const r of [a, b]) {
+      r.lock.mode = 'ok';
+      r.lock.emit({ kind: 'connected' });
+    }
+    // What came back may be a restore while somebody else led: nobody frees or takes it early.
+    await sim.time.advanceChecking(TTL - 50, 1, () => assert.deepEqual(roles(sim), ['standby', 'standby']));
+    assert.ok(!a.lock.calls.includes('abandon'), 'the old leader did not free its record for the others to take at once');
+    await sim.time.advance(RENEW + 100);
+    assert.equal(roles(sim).filter((r) => r === 'active').length, 1, 'a leader again');
+    assertTokensIncrease(sim);
+  });
+
   it('an older record written back without a break in the connection: no overlap, and no standby spins waiting for the newer one', async () => {
     const { sim, a, b } = await leaderAndStandby();
     await sim.time.advance(RENEW + 5);

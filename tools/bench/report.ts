@@ -45,22 +45,34 @@ export interface BenchResult {
 }
 
 export const TARGETS = {
+  crashAfterExpiryMedianMs: 15,
   crashAfterExpiryMaxMs: 100,
-  gracefulMedianMs: 100,
-  redisRecoveryMaxMs: 1_000,
+  gracefulMedianMs: 30,
+  /**
+   * After Redis is back every replica waits one TTL on what it finds (it may be older data come
+   * back, SAFETY note): recovery is one TTL plus reconnecting and a look, at most this much more.
+   */
+  redisRecoveryOverTtlMs: 1_000,
 };
+
+const recoveryMaxMs = (ttlMs: number): number => ttlMs + TARGETS.redisRecoveryOverTtlMs;
 
 export function evaluateTargets(configs: readonly ConfigResult[]): Target[] {
   const out: Target[] = [];
   for (const c of configs) {
     const timing = `${c.timing.ttlMs}/${c.timing.renewMs}`;
-    const after = c.crash.afterExpiry.summary?.max ?? null;
+    const after = c.crash.afterExpiry.summary;
     out.push({
       name: "crash: ACTIVE after the dead leader's lease expired",
       timing,
-      rule: `every trial ≤ ${TARGETS.crashAfterExpiryMaxMs} ms`,
-      measuredMs: after,
-      met: after !== null && after <= TARGETS.crashAfterExpiryMaxMs && c.crash.failures.length === 0,
+      rule: `median ≤ ${TARGETS.crashAfterExpiryMedianMs} ms, every trial ≤ ${TARGETS.crashAfterExpiryMaxMs} ms`,
+      measuredMs: after?.median ?? null,
+      met:
+        after !== null &&
+        after !== undefined &&
+        after.median <= TARGETS.crashAfterExpiryMedianMs &&
+        after.max <= TARGETS.crashAfterExpiryMaxMs &&
+        c.crash.failures.length === 0,
     });
     const graceful = c.graceful.handover.summary?.median ?? null;
     out.push({
@@ -74,9 +86,9 @@ export function evaluateTargets(configs: readonly ConfigResult[]): Target[] {
     out.push({
       name: 'Redis restart to one ACTIVE',
       timing,
-      rule: `every trial < ${TARGETS.redisRecoveryMaxMs} ms`,
+      rule: `every trial < TTL + ${TARGETS.redisRecoveryOverTtlMs} ms`,
       measuredMs: rec,
-      met: rec !== null && rec < TARGETS.redisRecoveryMaxMs && c.redisRestart.failures.length === 0 && c.redisRestart.doubleActivePolls === 0,
+      met: rec !== null && rec < recoveryMaxMs(c.timing.ttlMs) && c.redisRestart.failures.length === 0 && c.redisRestart.doubleActivePolls === 0,
     });
   }
   return out;
@@ -109,7 +121,15 @@ export function renderMarkdown(r: BenchResult): string {
     const t = (prefix: string): Target | undefined => r.targets.find((x) => x.timing === timing && x.name.startsWith(prefix));
     lines.push(seriesRow("Crash failover: SIGKILL of the ACTIVE → the other's 200 on /readyz", c, c.crash.failover, '—', ''));
     lines.push(seriesRow('… lease time left at the kill (last renewal + TTL)', c, c.crash.leaseLeftAtKill, '—', ''));
-    lines.push(seriesRow("… ACTIVE after the dead leader's lease expired", c, c.crash.afterExpiry, `≤ ${TARGETS.crashAfterExpiryMaxMs} ms`, yes(t('crash'))));
+    lines.push(
+      seriesRow(
+        "… ACTIVE after the dead leader's lease expired",
+        c,
+        c.crash.afterExpiry,
+        `median ≤ ${TARGETS.crashAfterExpiryMedianMs} ms, max ≤ ${TARGETS.crashAfterExpiryMaxMs} ms`,
+        yes(t('crash')),
+      ),
+    );
     lines.push(
       seriesRow(
         "Graceful handover: SIGTERM of the ACTIVE → the other's 200",
@@ -120,7 +140,7 @@ export function renderMarkdown(r: BenchResult): string {
       ),
     );
     lines.push(
-      seriesRow('Redis restart: redis-server started → exactly one 200', c, c.redisRestart.recovery, `< ${TARGETS.redisRecoveryMaxMs} ms`, yes(t('Redis'))),
+      seriesRow('Redis restart: redis-server started → exactly one 200', c, c.redisRestart.recovery, `< ${recoveryMaxMs(c.timing.ttlMs)} ms`, yes(t('Redis'))),
     );
     lines.push(seriesRow('… from Redis answering PING', c, c.redisRestart.fromRedisAnswering, '—', ''));
     lines.push(seriesRow('… (before it) Redis killed → both replicas STANDBY', c, c.redisRestart.bothStandbyAfterLoss, '—', ''));

@@ -227,7 +227,7 @@ function readMinReplicas(env: Env): number | 'auto' {
     throw new ConfigError(
       'GRINDER_REDIS_MIN_REPLICAS',
       raw,
-      'must be auto (one replica with Sentinel or Cluster, none with one Redis) or a whole number from 0 to 16',
+      'must be auto (one replica once the master was seen with one; none with one Redis) or a whole number from 0 to 16',
     );
   return parseIntInRange('GRINDER_REDIS_MIN_REPLICAS', raw, 0, 16, '');
 }

@@ -23,7 +23,7 @@ export const SETTINGS: readonly { name: string; default: string; meaning: string
     name: 'GRINDER_REDIS_MIN_REPLICAS',
     default: 'auto',
     meaning:
-      'Replicas that must acknowledge each lease write (WAIT) before it counts: auto (Sentinel: one; Cluster: one once the master was seen with a replica; one Redis: none) or 0 to 16.',
+      'Replicas that must acknowledge each lease write (WAIT) before it counts: auto (Sentinel/Cluster: one once the master was seen with a replica; one Redis: none) or 0 to 16.',
   },
   {
     name: 'GRINDER_HA_LOCK_TTL_MS',

@@ -75,14 +75,17 @@ import { VersionWatch } from './watch';
  *   asynchronous, so every lease write (acquire, renew, barrier) counts only once WAIT reports the
  *   required replicas have it, bounded by half the command timeout; a write they do not
  *   acknowledge is a failure (a renewal keeps the lease only until its deadline, an acquisition is
- *   handed back). GRINDER_REDIS_MIN_REPLICAS 'auto' is one with Sentinel, and with Cluster one once
- *   the slot's master was seen with a replica; it never follows the replicas connected right now,
- *   because a master cut off from its replicas (with the leader on its side of a partition) sees
- *   none after repl-timeout, and counting writes there would let the leader go on while a replica
- *   is promoted and a standby takes over on it. Exact guarantee: if the replica that gets promoted
- *   is one that acknowledged, it has every lease write that counted; if another is promoted (more
- *   replicas than required, or the minimum set to 0), it may be behind, which is the rollback case
- *   above. Sentinel moves the connection (a break); a Cluster client follows a slot failover on
+ *   handed back). GRINDER_REDIS_MIN_REPLICAS 'auto' is one once a replica saw the current master
+ *   with a replica (a high-water mark per master, not the replicas connected right now): a master
+ *   cut off from its replicas (the leader on its side of a partition) sees none after repl-timeout,
+ *   and counting writes there would let the leader go on while a replica is promoted and a standby
+ *   takes over on it. What 'auto' leaves open: a GRINDER replica that STARTS while its only route
+ *   is to such a cut-off old master (whose Sentinels still name it) never saw it with a replica
+ *   and may lead there, beside the leader on the promoted one. GRINDER_REDIS_MIN_REPLICAS=1 closes
+ *   that, at the price of no leader while the master has no replica (docker-compose.sentinel.yml
+ *   sets it: two replicas). Exact guarantee: if the replica that gets promoted is one that
+ *   acknowledged, it has every lease write that counted; if another is promoted (more replicas
+ *   than required, or none required), it may be behind, which is the rollback case above. Sentinel moves the connection (a break); a Cluster client follows a slot failover on
  *   connections that stay up, so a change of the node serving the lock key counts as a break too.
  *   Either way every standby then waits a full TTL, unless the holder, still inside its deadline,
  *   renews its own leadership on the new master.

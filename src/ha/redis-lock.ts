@@ -23,8 +23,8 @@ export interface RedisLeaseLockOptions {
   target: RedisTarget;
   /**
    * Replicas that must acknowledge every lease write (WAIT) before it counts: a number, or 'auto'.
-   * Only Sentinel and Cluster promote replicas, so only there does 'auto' wait for any: one with
-   * Sentinel; with Cluster one once the slot's master was seen with a replica (see requiredReplicas).
+   * Only Sentinel and Cluster promote replicas, so only there does 'auto' wait for any: one, once
+   * the master serving the lock key was seen with a replica (see requiredReplicas).
    */
   minReplicas: number | 'auto';
   lockKey: string;
@@ -56,8 +56,8 @@ export class RedisLeaseLock implements LeaseLock {
   private factsRead: Promise<void> = Promise.resolve();
   /**
    * The most replicas (ROLE) seen connected to the current master of the lock key, for
-   * minReplicas 'auto' on Cluster. A high-water mark, forgotten only when the master changes: a
-   * master cut off from its replicas must not start counting writes none of them has.
+   * minReplicas 'auto'. A high-water mark, forgotten only when the master changes: a master cut
+   * off from its replicas must not start counting writes none of them has.
    */
   private replicasSeen = 0;
   private lastMaster: string | null = null;
@@ -257,8 +257,8 @@ export class RedisLeaseLock implements LeaseLock {
 
   /** How many replicas the master serving the lock key has right now (ROLE). */
   private async readReplicas(): Promise<void> {
-    // Only 'auto' on Cluster depends on the count (requiredReplicas): no ROLE otherwise.
-    if (this.opts.minReplicas !== 'auto' || this.opts.target.mode !== 'cluster') return;
+    // Only 'auto' on Sentinel or Cluster depends on the count (requiredReplicas): no ROLE otherwise.
+    if (this.opts.minReplicas !== 'auto' || this.opts.target.mode === 'standalone') return;
     const node = nodeFor(this.redis, this.keys.record);
     if (!node || node.status !== 'ready') return;
     try {
@@ -270,25 +270,18 @@ export class RedisLeaseLock implements LeaseLock {
   }
 
   /**
-   * How many acknowledgements a lease write needs. 'auto' never follows the replicas connected
-   * right now: a master cut off from its replicas (with the leader on its side of a partition)
-   * sees none after repl-timeout, and counting writes there would let the leader go on while the
-   * Sentinels promote a replica and a standby takes over on it. Sentinel: one, always (a Sentinel
-   * set-up without replicas sets GRINDER_REDIS_MIN_REPLICAS=0). Cluster: one once the slot's
-   * master was seen with a replica (a cluster without replicas cannot fail over, and its masters
-   * stop taking writes on the minority side of a partition).
+   * How many acknowledgements a lease write needs. 'auto' is one once this process saw the
+   * current master with a replica, and never follows the replicas connected right now: a master
+   * cut off from its replicas (with the leader on its side of a partition) sees none after
+   * repl-timeout, and counting writes there would let the leader go on while the Sentinels promote
+   * a replica and a standby takes over on it. A promoted master whose only replica died with the
+   * old one starts at none, so a leader is elected on it (SAFETY note: what that leaves open, and
+   * why GRINDER_REDIS_MIN_REPLICAS=1 closes it).
    */
   private requiredReplicas(): number {
     const { minReplicas, target } = this.opts;
     if (minReplicas !== 'auto') return minReplicas;
-    switch (target.mode) {
-      case 'standalone':
-        return 0;
-      case 'sentinel':
-        return 1;
-      case 'cluster':
-        return Math.min(1, this.replicasSeen);
-    }
+    return target.mode === 'standalone' ? 0 : Math.min(1, this.replicasSeen);
   }
 
   /**

@@ -156,6 +156,7 @@ test("the Sentinel file: one master, two replicas, three Sentinels and the runbo
     assert.deepEqual(hostPorts(s), [{ published: hostPort, target: 9090 }]);
     const env = s.environment ?? {};
     assert.equal(env.GRINDER_REDIS_URL, 'redis+sentinel://sentinel-1:26379,sentinel-2:26379,sentinel-3:26379/grinder/0');
+    assert.equal(env.GRINDER_REDIS_MIN_REPLICAS, '1', 'every lease write on a replica, whatever the master reports as connected');
     assert.equal(env.GRINDER_HA_LOCK_TTL_MS, '10000');
     assert.equal(env.GRINDER_INSTANCE_ID, name);
     assert.deepEqual(Object.keys(s.depends_on ?? {}).sort(), ['sentinel-1', 'sentinel-2', 'sentinel-3']);

@@ -487,7 +487,7 @@ describe('Sentinel and Cluster URLs', () => {
     assert.equal(loadConfig({ GRINDER_REDIS_MIN_REPLICAS: 'AUTO' }).minReplicas, 'auto');
     assert.throws(
       () => loadConfig({ GRINDER_REDIS_MIN_REPLICAS: 'two' }),
-      /must be auto \(one replica with Sentinel or Cluster, none with one Redis\) or a whole number from 0 to 16/,
+      /must be auto \(one replica once the master was seen with one; none with one Redis\) or a whole number from 0 to 16/,
     );
     assert.throws(() => loadConfig({ GRINDER_REDIS_MIN_REPLICAS: '17' }), /from 0 to 16/);
   });

@@ -118,6 +118,35 @@ describe('Redis Sentinel', () => {
     );
   });
 
+  it('the master loses its only replica (frozen, its link killed): nobody leads on it, even once ROLE lists no replica', async () => {
+    await withSentinel(async (s, c) => {
+      await c.waitForLeader(TTL);
+      const pid = s.replica.pid;
+      assert.ok(pid, 'the replica runs');
+      // The master now stands alone, as on the minority side of a partition: the replica cannot
+      // answer (SIGSTOP) and its link is gone, so the master's ROLE lists no replica at once.
+      process.kill(pid, 'SIGSTOP');
+      const master = new Redis(s.master.port);
+      try {
+        await master.call('CLIENT', 'KILL', 'TYPE', 'replica');
+        const role = (await master.call('ROLE')) as [string, number, unknown[]];
+        assert.deepEqual(role[2], [], 'ROLE lists no replica');
+        await sleep(TTL + RENEW); // the leader's deadline passes: its renewals no longer count
+        // ROLE is read again every 5 s: 'auto' must keep asking for the replica it saw, or the
+        // leader would go on alone on a master a failover could replace.
+        const until = monoNow() + 7_000;
+        while (monoNow() < until) {
+          assert.deepEqual(await c.activeNow(), [], `no ACTIVE replica on a master without its replica\n${c.tail(12)}`);
+          await sleep(100);
+        }
+      } finally {
+        master.disconnect();
+        process.kill(pid, 'SIGCONT');
+      }
+      return monoNow();
+    });
+  });
+
   it('a graceful SENTINEL FAILOVER (the old master turns read-only): the replicas follow, no overlap', async () => {
     await withSentinel(async (s) => {
       const ask = new Redis(s.sentinels[0]?.port ?? 0);

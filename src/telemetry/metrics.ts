@@ -99,7 +99,9 @@ export function observeState(meter: Meter, src: MetricSources): void {
   const role = meter.createObservableGauge(Metric.haRole, { description: 'Current HA role of this replica: 1 for the role it is in, 0 for the others.' });
   const isLeader = meter.createObservableGauge(Metric.haIsLeader, { description: '1 while this replica is ACTIVE, else 0.' });
   const enabled = meter.createObservableGauge(Metric.haEnabled, { description: '1 when HA (Redis lease election) is enabled, else 0.' });
-  const token = meter.createObservableGauge(Metric.haFencingToken, { description: 'Fencing token of the current (or last seen) leadership.' });
+  const token = meter.createObservableGauge(Metric.haFencingToken, {
+    description: 'Fencing token of the current (or last seen) leadership; 0 until this replica has seen one (a real token is never 0).',
+  });
   const remaining = meter.createObservableGauge(Metric.haLeaseRemaining, {
     description: 'Seconds until this replica must stop calling itself ACTIVE unless it renews; 0 when not ACTIVE.',
   });
@@ -112,7 +114,7 @@ export function observeState(meter: Meter, src: MetricSources): void {
   const uptime = meter.createObservableGauge(Metric.uptime, { description: 'Seconds since this process started.' });
   const buildInfo = meter.createObservableGauge(Metric.buildInfo, { description: 'Always 1; labels carry the version and instance id.' });
   const liveAge = meter.createObservableGauge(Metric.liveLastAcceptedWriteAge, {
-    description: 'Seconds since this replica last had a fenced live write accepted.',
+    description: 'Seconds since this replica last had a fenced live write accepted; before its first one, seconds since the process started.',
   });
   const policy = meter.createObservableGauge(Metric.haRedisMaxmemoryPolicy, {
     description:
@@ -132,7 +134,9 @@ export function observeState(meter: Meter, src: MetricSources): void {
       for (const r of ROLES) obs.observe(role, snap.role === r ? 1 : 0, { [Label.role]: r });
       obs.observe(isLeader, snap.role === 'active' ? 1 : 0);
       obs.observe(enabled, snap.haEnabled ? 1 : 0);
-      if (snap.fencingToken !== null) obs.observe(token, snap.fencingToken);
+      // From the first scrape of every HA replica, so rules and panels never lack the series of a
+      // replica that has not seen a token yet. HA disabled has no tokens at all.
+      if (snap.haEnabled) obs.observe(token, snap.fencingToken ?? 0);
       obs.observe(remaining, snap.role === 'active' && snap.leaseRemainingMs !== null ? snap.leaseRemainingMs / 1000 : 0);
       if (src.lockTtlMs !== null) obs.observe(ttl, src.lockTtlMs / 1000);
       if (src.renewIntervalMs !== null) obs.observe(renewInterval, src.renewIntervalMs / 1000);
@@ -141,8 +145,10 @@ export function observeState(meter: Meter, src: MetricSources): void {
       obs.observe(up, 1);
       obs.observe(uptime, src.uptimeSeconds());
       obs.observe(buildInfo, 1, { [Label.version]: src.version, [Label.instanceId]: src.instanceId });
-      const age = src.live?.lastAcceptedAgeSeconds() ?? null;
-      if (age !== null) obs.observe(liveAge, age);
+      // Before the first accepted write the replica has gone without one since it started, which
+      // is what GrinderHALeaderIdle judges. The work-gap rule leaves such a replica out
+      // (grinder_live_writes_total{result="accepted"} is 0), so a fresh one does not shorten it.
+      if (src.live) obs.observe(liveAge, src.live.lastAcceptedAgeSeconds() ?? src.uptimeSeconds());
       if (snap.haEnabled) {
         obs.observe(policy, 1, { [Label.policy]: snap.redisMaxmemoryPolicy ?? 'unknown' });
         obs.observe(durable, snap.redisDurable === true ? 1 : 0);

@@ -233,6 +233,25 @@ test('the dashboard provider loads grafana/dashboards from where compose mounts 
 
 test('the links are built from the configurable constants, which match prometheus.yml and compose', () => {
   const constants = new Map(dashboard.templating.list.filter((v) => v.type === 'constant').map((v) => [v.name, String(v.query)]));
+  assert.deepEqual([...constants.keys()].sort(), ['prometheus_url', 'runbook_url']);
+  // The README tells operators to change each address everywhere it stands in its variable (one
+  // sed): query, current and options must say the same, and the address nowhere else.
+  interface ConstantJson {
+    name: string;
+    type: string;
+    query: string;
+    current: { text: string; value: string };
+    options: { text: string; value: string }[];
+  }
+  const list = (JSON.parse(raw) as { templating: { list: ConstantJson[] } }).templating.list.filter((v) => v.type === 'constant');
+  for (const v of list) {
+    assert.deepEqual(
+      [v.current.text, v.current.value, ...v.options.flatMap((o) => [o.text, o.value])],
+      [v.query, v.query, v.query, v.query],
+      `${v.name}: query, current and options differ`,
+    );
+    assert.equal(raw.split(v.query).length - 1, 5, `${v.name}: the address stands elsewhere in the dashboard too`);
+  }
   const prom = parse(readFileSync(join(REPO_ROOT, 'prometheus', 'prometheus.yml'), 'utf8')) as { global: { external_labels: Record<string, string> } };
   assert.equal(constants.get('runbook_url'), prom.global.external_labels.grinder_runbook_url, 'the dashboard and the alerts link the same runbook');
   const compose = readFileSync(join(REPO_ROOT, 'docker-compose.obs.yml'), 'utf8');

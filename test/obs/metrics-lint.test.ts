@@ -7,6 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RedisServer } from '../support/redis';
 import { MAIN_JS, REPO_ROOT, Replica } from '../support/replica';
+import { freePort } from '../support/ports';
 import { waitFor } from '../support/wait';
 import { RuntimeMetric } from '../../src/telemetry/names';
 
@@ -83,8 +84,7 @@ test('every grinder metric the rules and the dashboard read is exported', async 
     for (const m of readFileSync(f, 'utf8').matchAll(/(?<![\w:])grinder_[a-z_]+/g)) used.add(m[0]);
   }
   // Dashboard text mentions the instance ids (grinder_live_1/2), label values; grinder_cluster is
-  // a label and the grinder_*_url names are Prometheus' external labels. The metrics other
-  // branches add are checked once they exist (test/obs/dashboard-queries.ts).
+  // a label and the grinder_*_url names are Prometheus' external labels.
   for (const id of ['grinder_live_', 'grinder_cluster', 'grinder_runbook_url', 'grinder_grafana_url']) used.delete(id);
   assert.ok(used.size >= 10, `only found ${[...used].join(', ')}`);
 
@@ -107,4 +107,43 @@ test('every grinder metric the rules and the dashboard read is exported', async 
   }
   // No OTel scope labels leak into the series the dashboard groups by.
   for (const r of replicas) assert.doesNotMatch((await r.get('/metrics')).body, /otel_scope_/);
+});
+
+/** The value of the one series of `name` in a /metrics body (the grinder_cluster label only). */
+function sample(body: string, name: string): number | undefined {
+  const m = new RegExp(`^${name}\\{grinder_cluster="[^"]+"\\} (\\S+)$`, 'm').exec(body);
+  return m ? Number(m[1]) : undefined;
+}
+
+test('a fresh STANDBY that never led nor saw a token (Redis unreachable) exports the token and the write age from its first scrape', async () => {
+  // Nothing listens there: every lease operation fails, so it never leads and never sees a token.
+  const replica = await Replica.start({
+    env: {
+      GRINDER_HA_ENABLED: 'true',
+      GRINDER_REDIS_URL: `redis://127.0.0.1:${await freePort()}/0`,
+      GRINDER_HA_LOCK_TTL_MS: '1500',
+      GRINDER_HA_RENEW_INTERVAL_MS: '300',
+      GRINDER_INSTANCE_ID: 'grinder_unreachable',
+      GRINDER_LOG_LEVEL: 'fatal',
+    },
+  });
+  try {
+    const check = async (when: string): Promise<void> => {
+      const body = (await replica.get('/metrics')).body;
+      assert.equal(sample(body, 'grinder_ha_fencing_token'), 0, `${when}: fencing token 0 (none seen yet)`);
+      const age = sample(body, 'grinder_live_last_accepted_write_age_seconds');
+      const uptime = sample(body, 'grinder_uptime_seconds');
+      assert.ok(age !== undefined && uptime !== undefined, `${when}: the write age and the uptime are exported`);
+      // No write yet: the age counts from the process start.
+      assert.ok(Math.abs(age - uptime) < 0.1, `${when}: write age ${age} s, uptime ${uptime} s`);
+      assert.match(body, /^grinder_live_writes_total\{result="accepted",grinder_cluster="[^"]+"\} 0$/m, `${when}: no accepted write`);
+    };
+    await check('first scrape');
+    await waitFor('the replica to be STANDBY', async () => ((await replica.readyRole()) === 'standby' ? true : undefined), 15_000, 100);
+    await check('STANDBY');
+    const status = JSON.parse((await replica.get('/status')).body) as { fencing_token: number | null };
+    assert.equal(status.fencing_token, null, 'it has really seen no token');
+  } finally {
+    await replica.stop();
+  }
 });

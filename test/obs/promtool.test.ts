@@ -125,6 +125,7 @@ const ALERTS = [
   'GrinderHAReplicaCrashLooping',
   'GrinderHAReplicaDown',
   'GrinderHASplitBrain',
+  'GrinderHATargetMissing',
   'GrinderPrometheusNotificationsFailing',
   'GrinderPrometheusRuleFailures',
   WATCHDOG,

@@ -17,7 +17,14 @@ import {
 } from '../../src/ha/lock';
 import { ROLES, type Role } from '../../src/ha/role';
 import { InstrumentedLeaseLock } from '../../src/telemetry/instrumented-lock';
-import { createInstruments, observeState, renewLatencyBuckets, type HaInstruments, type MetricSources } from '../../src/telemetry/metrics';
+import {
+  createInstruments,
+  observeState,
+  renewLatencyBuckets,
+  type HaInstruments,
+  type LiveStatsSource,
+  type MetricSources,
+} from '../../src/telemetry/metrics';
 import { LOCK_FAILURE_REASONS, Metric, METER_NAME, RuntimeMetric } from '../../src/telemetry/names';
 import { otlpTracesConfigured, startTelemetry } from '../../src/telemetry/sdk';
 import { FakeHa } from '../support/fake-ha';
@@ -108,7 +115,9 @@ interface MetricsHarness {
   shutdown(): Promise<void>;
 }
 
-function metricsHarness(opts: { haEnabled?: boolean; lockTtlMs?: number | null; renewIntervalMs?: number | null } = {}): MetricsHarness {
+function metricsHarness(
+  opts: { haEnabled?: boolean; lockTtlMs?: number | null; renewIntervalMs?: number | null; live?: LiveStatsSource } = {},
+): MetricsHarness {
   const reader = new TestReader();
   const provider = new MeterProvider({ readers: [reader] });
   const meter = provider.getMeter(METER_NAME, VERSION);
@@ -125,6 +134,7 @@ function metricsHarness(opts: { haEnabled?: boolean; lockTtlMs?: number | null; 
     uptimeSeconds() {
       return this.uptime;
     },
+    ...(opts.live ? { live: opts.live } : {}),
   };
   observeState(meter, src);
   const instruments = createInstruments(meter, { lockTtlMs, live: false });
@@ -284,10 +294,15 @@ describe('metrics through an in-memory reader', () => {
     assert.deepEqual(c.points(Metric.buildInfo), [{ attributes: { version: VERSION, instance_id: INSTANCE_ID }, value: 1 }]);
   });
 
-  it('leaves the fencing token out until one has been seen', async () => {
+  it('reports fencing token 0 until one has been seen', async () => {
     h.ha.set({ role: 'unknown', fencingToken: null });
     const c = await h.collect();
-    assert.deepEqual(c.points(Metric.haFencingToken), []);
+    assert.equal(c.value(Metric.haFencingToken), 0);
+  });
+
+  it('leaves the live write age out without a live loop', async () => {
+    const c = await h.collect();
+    assert.deepEqual(c.points(Metric.liveLastAcceptedWriteAge), []);
   });
 
   it('pre-initialises grinder_ha_lock_failures_total at 0 for every operation and reason', async () => {
@@ -350,6 +365,21 @@ describe('metrics through an in-memory reader', () => {
     assert.deepEqual(hist.buckets.counts, expected);
     assert.equal(hist.count, 3);
     assert.equal(hist.sum, 0.0004 + 0.037 + 12);
+  });
+});
+
+describe('the live write age', () => {
+  it('counts from the process start until the first accepted write, then from that write', async () => {
+    let age: number | null = null;
+    const h = metricsHarness({ live: { lastAcceptedAgeSeconds: () => age } });
+    try {
+      h.src.uptime = 42.5;
+      assert.equal((await h.collect()).value(Metric.liveLastAcceptedWriteAge), 42.5);
+      age = 0.25;
+      assert.equal((await h.collect()).value(Metric.liveLastAcceptedWriteAge), 0.25);
+    } finally {
+      await h.shutdown();
+    }
   });
 });
 

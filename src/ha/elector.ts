@@ -181,7 +181,11 @@ export class LeaderElector implements HaStatusSource {
   private resignStreak = 0;
   /** What the last acquire saw, so repeated identical findings are logged once, not every tick. */
   private lastAcquireKind: string | null = null;
-  /** Breaks in the connection so far, and how many there had been when we last sent a lease write. */
+  /**
+   * Breaks in the connection so far, and how many there had been when a lease write of ours last
+   * reached (or may have reached) Redis: a record of our session is one we wrote on the current
+   * connection only while the two are equal.
+   */
   private breaks = 0;
   private breaksAtLastWrite = -1;
 
@@ -360,13 +364,14 @@ export class LeaderElector implements HaStatusSource {
     const { clock, lock, timing, log } = this.opts;
     const sentAt = clock.now();
     const expectedVer = sentAt >= this.backoffUntil ? this.watch.eligibleVer(sentAt) : null;
-    if (expectedVer !== null && lock.isConnected()) this.breaksAtLastWrite = this.breaks;
+    const breaksAtSend = this.breaks;
     let result: AcquireResult;
     try {
       result = await lock.acquire({ expectedVer, floor: this.floor, barrierMs: this.waitFor(0, 0) });
     } catch (err) {
       this.onUnavailable(err, 'acquire');
       if (err instanceof LockUnavailableError && err.reason === 'timeout') {
+        if (expectedVer !== null) this.wroteSince(breaksAtSend);
         // The acquire may have run in Redis after we stopped waiting, granting a lease nobody
         // uses: on a slow link that would keep every replica out. Hand back whatever we got.
         lock.abandon().catch(() => undefined);
@@ -384,6 +389,7 @@ export class LeaderElector implements HaStatusSource {
     this.lastAcquireKind = result.kind;
     switch (result.kind) {
       case 'acquired': {
+        this.wroteSince(breaksAtSend);
         const validUntil = sentAt + timing.leaseValidityMs;
         this.learnToken(result.lease.token);
         if (receivedAt >= validUntil) {
@@ -474,12 +480,13 @@ export class LeaderElector implements HaStatusSource {
   private async renewOnce(held: HeldLease): Promise<number> {
     const { clock, lock, timing } = this.opts;
     const sentAt = clock.now();
-    if (lock.isConnected()) this.breaksAtLastWrite = this.breaks;
+    const breaksAtSend = this.breaks;
     let result;
     try {
       result = await lock.renew(held.lease);
     } catch (err) {
       this.onUnavailable(err, 'renew');
+      if (err instanceof LockUnavailableError && err.reason === 'timeout') this.wroteSince(breaksAtSend);
       // The lease may still be ours: keep it until the deadline and try again soon.
       this.enforceDeadline();
       return this.held ? timing.renewRetryMs : timing.renewIntervalMs;
@@ -487,6 +494,7 @@ export class LeaderElector implements HaStatusSource {
     if (this.held !== held) return 0; // stepped down while waiting (deadline or resign)
     switch (result.kind) {
       case 'renewed': {
+        this.wroteSince(breaksAtSend);
         if (clock.now() >= held.validUntil) {
           // Too late to extend a deadline that has passed: step down. The version this renewal
           // wrote is ours, so the next acquire may replace it with a new leadership at once.
@@ -510,6 +518,11 @@ export class LeaderElector implements HaStatusSource {
         this.stepDown(result.holder ? `lock taken over by ${result.holder.instanceId}` : `lock record is ${result.found}, not our lease`);
         return 0;
     }
+  }
+
+  /** A lease write sent when `breaksAtSend` breaks had happened reached Redis, or may have (a timeout). */
+  private wroteSince(breaksAtSend: number): void {
+    if (this.breaks === breaksAtSend) this.breaksAtLastWrite = breaksAtSend;
   }
 
   /**

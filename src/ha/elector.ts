@@ -85,7 +85,8 @@ import { VersionWatch } from './watch';
  *   that, at the price of no leader while the master has no replica (docker-compose.sentinel.yml
  *   sets it: two replicas). Exact guarantee: if the replica that gets promoted is one that
  *   acknowledged, it has every lease write that counted; if another is promoted (more replicas
- *   than required, or none required), it may be behind, which is the rollback case above. Sentinel moves the connection (a break); a Cluster client follows a slot failover on
+ *   than required, or none required), it may be behind, which is the rollback case above.
+ *   Sentinel moves the connection (a break); a Cluster client follows a slot failover on
  *   connections that stay up, so a change of the node serving the lock key counts as a break too.
  *   Either way every standby then waits a full TTL, unless the holder, still inside its deadline,
  *   renews its own leadership on the new master.

@@ -176,7 +176,7 @@ describe('chaos checker: violations are caught', () => {
     assert.equal(r.safe, false);
     assert.equal(r.verdict, 'FAIL: safety violated');
     assert.equal(exitCodeFor(r), 1);
-    assert.match(formatReport(r, 0), /overlapping leaderships: 1 /);
+    assert.match(formatReport(r, 0), /overlapping leaderships: +1 /);
     assert.match(formatReport(r, 0), /Verdict: FAIL: safety violated/);
   });
 

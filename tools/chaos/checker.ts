@@ -421,13 +421,13 @@ export function formatReport(report: ChaosReport, startMonoMs: number): string {
   L.push(`Rejected (fenced) writes: ${report.rejectedWrites}`);
   L.push('');
   L.push('Safety');
-  L.push(`  overlapping leaderships: ${report.overlaps.length}   (must be 0)`);
+  L.push(`  overlapping leaderships:     ${report.overlaps.length}   (must be 0)`);
   for (const o of report.overlaps.slice(0, 20)) {
     L.push(
       `    ${o.a.instance}#${o.a.token} [${at(o.a.startMonoMs)}, ${at(o.a.endMonoMs)}] and ${o.b.instance}#${o.b.token} [${at(o.b.startMonoMs)}, ${at(o.b.endMonoMs)}] share ${o.overlapMs.toFixed(3)} ms`,
     );
   }
-  L.push(`  stale-token writes accepted:                ${report.staleWrites.length}   (must be 0)`);
+  L.push(`  stale-token writes accepted: ${report.staleWrites.length}   (must be 0)`);
   for (const s of report.staleWrites.slice(0, 20)) {
     L.push(
       `    entry ${s.entry.id} (epoch ${s.entry.epoch}) by ${s.entry.instance} seq ${s.entry.seq} token ${s.entry.token} at ${at(s.entry.monoMs)}: ${s.reason}`,

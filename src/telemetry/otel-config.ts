@@ -83,12 +83,17 @@ function list(env: Env, name: string): string[] {
     .filter((s) => s !== '');
 }
 
-function nonNegative(env: Env, name: string): number | undefined {
+/** A number read from `name` that passes `ok`, or undefined when unset; anything else stops start-up. */
+function numberAt(env: Env, name: string, ok: (n: number) => boolean, rule: string): number | undefined {
   const raw = str(env, name);
   if (raw === undefined) return undefined;
   const n = Number(raw);
-  if (!Number.isFinite(n) || n < 0) throw new ConfigError(name, raw, 'must be a number ≥ 0');
+  if (!ok(n)) throw new ConfigError(name, raw, rule);
   return n;
+}
+
+function nonNegative(env: Env, name: string): number | undefined {
+  return numberAt(env, name, (n) => Number.isFinite(n) && n >= 0, 'must be a number ≥ 0');
 }
 
 /**
@@ -97,11 +102,7 @@ function nonNegative(env: Env, name: string): number | undefined {
  * drops every span.
  */
 function positiveCount(env: Env, name: string): number | undefined {
-  const raw = str(env, name);
-  if (raw === undefined) return undefined;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new ConfigError(name, raw, 'must be a whole number ≥ 1');
-  return n;
+  return numberAt(env, name, (n) => Number.isInteger(n) && n >= 1, 'must be a whole number ≥ 1');
 }
 
 function firstNonNegative(env: Env, ...names: string[]): number | undefined {

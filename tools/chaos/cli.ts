@@ -26,6 +26,8 @@ const USAGE = `usage: npm run chaos -- [options]
   --faults LIST       comma-separated kinds to inject (default: every kind the mode can inject;
                       standalone ${STANDALONE_FAULTS.join(',')}; Sentinel ${SENTINEL_FAULTS.join(',')})
   --sentinel          run on Redis Sentinel (a master, a replica, three Sentinels) and kill masters
+  --mixed-ttl         chaos-1 runs with 3 x the TTL and renew interval (replicas configured
+                      differently: every barrier must cover the longest lease)
   --json FILE         also write the report (and the fault timeline) as JSON
   --logs DIR          keep every replica's log lines and the raw records in DIR
   --main FILE         the replica entry point to run (default dist/main.js)
@@ -45,6 +47,7 @@ function parseArgs(argv: readonly string[]): Omit<ChaosOptions, 'signal' | 'prog
     settleMaxMs: 3_000,
     faults: null as FaultKind[] | null,
     sentinel: false,
+    mixedTtl: false,
     logsDir: null as string | null,
     mainJs: MAIN_JS,
     json: null as string | null,
@@ -93,6 +96,9 @@ function parseArgs(argv: readonly string[]): Omit<ChaosOptions, 'signal' | 'prog
         out.faults = list as FaultKind[];
         break;
       }
+      case '--mixed-ttl':
+        out.mixedTtl = true;
+        break;
       case '--sentinel':
         out.sentinel = true;
         break;

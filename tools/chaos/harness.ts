@@ -49,6 +49,12 @@ export interface ChaosOptions {
   logsDir: string | null;
   /** Redis Sentinel instead of one Redis: a master, a replica and three Sentinels; replicas connect through the Sentinels. */
   sentinel: boolean;
+  /**
+   * The first replica runs with MIXED_TTL_FACTOR × the TTL and renew interval, as a replica
+   * configured differently would: every barrier (redis-wipe, record-delete) must then outlast its
+   * longer lease.
+   */
+  mixedTtl: boolean;
   /** Aborting ends the fault phase early; the run still stops everything and reports. */
   signal: AbortSignal;
   progress: (line: string) => void;
@@ -60,6 +66,8 @@ export interface ChaosOutcome {
 }
 
 export const LOCK_KEY = 'grinder:chaos:lock';
+export const MIXED_TTL_FACTOR = 3;
+const LONG_TTL_INSTANCE = 'chaos-1';
 export const STREAM_KEY = leaseKeys(LOCK_KEY).liveStream;
 
 /** mulberry32: a small, fast, seedable PRNG; plenty for choosing faults. */
@@ -197,7 +205,7 @@ class Harness {
     try {
       await this.setUp();
       await this.faultPhase();
-      await this.awaitLeader('the end of the run', this.o.ttlMs * 3 + 2_000);
+      await this.awaitLeader('the end of the run', this.longestTtlMs * 3 + 2_000);
       await this.sleep(Math.min(1_000, this.o.ttlMs), false);
     } catch (err) {
       if (!(err instanceof Aborted)) {
@@ -251,15 +259,28 @@ class Harness {
     }
     await Promise.all(starting);
     for (const s of this.slots)
-      this.log(`${s.instance}: pid ${String(s.current.pid)}, http ${s.port}, redis ${s.proxy ? `via proxy ${s.proxy.port}` : 'through the Sentinels'}`);
+      this.log(
+        `${s.instance}: pid ${String(s.current.pid)}, http ${s.port}, redis ${s.proxy ? `via proxy ${s.proxy.port}` : 'through the Sentinels'}, TTL ${o.ttlMs * this.ttlFactor(s.instance)} ms`,
+      );
     // A fresh Redis holds everyone off for one TTL (the data-loss barrier), then someone leads.
-    const first = await this.awaitLeader('the first leader', o.ttlMs * 4 + 5_000);
+    const first = await this.awaitLeader('the first leader', this.longestTtlMs * 4 + 5_000);
     this.log(`first leader: ${first.instance}`);
     this.startSnapshots();
   }
 
+  /** The lease timing factor of `instance`: MIXED_TTL_FACTOR for the long-TTL replica of a mixed run. */
+  private ttlFactor(instance: string): number {
+    return this.o.mixedTtl && instance === LONG_TTL_INSTANCE ? MIXED_TTL_FACTOR : 1;
+  }
+
+  /** The longest TTL any replica uses: what a barrier, and so a wait for a leader, may take. */
+  private get longestTtlMs(): number {
+    return this.o.ttlMs * (this.o.mixedTtl ? MIXED_TTL_FACTOR : 1);
+  }
+
   private spawn(instance: string, port: number, redisUrl: string, incarnation: number): ReplicaProcess {
     const { o } = this;
+    const factor = this.ttlFactor(instance);
     return new ReplicaProcess({
       mainJs: o.mainJs,
       instance,
@@ -268,8 +289,8 @@ class Harness {
       env: {
         GRINDER_HA_ENABLED: 'true',
         GRINDER_REDIS_URL: redisUrl,
-        GRINDER_HA_LOCK_TTL_MS: String(o.ttlMs),
-        GRINDER_HA_RENEW_INTERVAL_MS: String(o.renewMs),
+        GRINDER_HA_LOCK_TTL_MS: String(o.ttlMs * factor),
+        GRINDER_HA_RENEW_INTERVAL_MS: String(o.renewMs * factor),
         GRINDER_HA_LOCK_KEY: LOCK_KEY,
         GRINDER_LIVE_STREAM_KEY: STREAM_KEY,
         GRINDER_LIVE_INTERVAL_MS: String(o.liveIntervalMs),
@@ -468,7 +489,7 @@ class Harness {
   }
 
   private async zombie(p: Plan): Promise<void> {
-    const active = await this.findActive(this.o.ttlMs * 3 + 1_000);
+    const active = await this.findActive(this.longestTtlMs * 3 + 1_000);
     if (!active) {
       this.log('zombie: no ACTIVE replica to pause; skipped');
       return;
@@ -540,7 +561,7 @@ class Harness {
   /** The replica a fault hits: the ACTIVE one when the plan prefers it and one is found, else the drawn one. */
   private async target(p: Plan): Promise<{ slot: Slot; role: string }> {
     if (p.preferActive) {
-      const a = await this.findActive(this.o.ttlMs + 500);
+      const a = await this.findActive(this.longestTtlMs + 500);
       if (a) return { slot: a, role: 'active' };
     }
     const slot = this.slots[p.targetIndex % this.slots.length] as Slot;

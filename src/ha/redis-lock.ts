@@ -224,12 +224,13 @@ export class RedisLeaseLock implements LeaseLock {
         return null;
       }
     };
+    // First: a new master forgets the replicas seen on the old one before ROLE is read below.
+    this.noteMaster(false);
     const [policy, appendonly, appendfsync] = await Promise.all([get('maxmemory-policy'), get('appendonly'), get('appendfsync'), this.readReplicas()]);
     // A Sentinel or Cluster failover promotes a replica that may lack the last writes.
     const standalone = this.opts.target.mode === 'standalone';
     const durable = appendonly === null || appendfsync === null ? null : standalone && appendonly === 'yes' && appendfsync === 'always';
     this.storeFacts = { ...this.storeFacts, maxmemoryPolicy: policy, durable };
-    this.noteMaster(false);
     this.opts.onFacts?.(this.storeFacts);
   }
 
@@ -238,7 +239,8 @@ export class RedisLeaseLock implements LeaseLock {
    * after a break), but a Cluster client follows a slot failover (MOVED) on connections that never
    * break, so on Cluster this runs after every lease call too. A new master may hold an older
    * record: like a break in the connection, it restarts every standby's wait (announced as
-   * 'disconnected') and forgets the replicas seen on the old master.
+   * 'disconnected') and forgets the replicas seen on the old master. After a connect, readFacts
+   * reads the new master's replicas and reports; from a lease call, this does both.
    */
   private noteMaster(announce: boolean): void {
     const master = addressOf(nodeFor(this.redis, this.keys.record));
@@ -248,8 +250,8 @@ export class RedisLeaseLock implements LeaseLock {
     this.storeFacts = { ...this.storeFacts, master, masterChanges: this.storeFacts.masterChanges + (changed ? 1 : 0) };
     if (!changed) return;
     this.replicasSeen = 0;
-    void this.readReplicas();
     if (announce) {
+      void this.readReplicas();
       this.opts.onFacts?.(this.storeFacts);
       this.emit({ kind: 'disconnected' });
     }

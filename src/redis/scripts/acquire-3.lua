@@ -34,8 +34,9 @@
     {-3, type}                                        the key holds another Redis type: never
                                                       taken over (it is somebody's data)
     {-4, newest}                                      no token up to TOKEN_LIMIT (1.5 * 2^52) is
-                                                      left: only after 2^51 leaderships, since
-                                                      larger stored values count as garbage
+                                                      left: at least 2^51 leaderships after the
+                                                      tokens reached Redis' clock, since a stored
+                                                      value above the limit counts as garbage
 
   Run late (after the caller gave up waiting): the compare-and-set makes it harmless. Either the
   version it expected is gone (nothing written), or it took the lease for a session that is not

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // First: the stdio and signal guards must be in place before anything can write or be signalled.
 import { onIgnoredSignal } from './process-guards';
+import { isCliCommand, runCli } from './cli';
 import { CONFIG_EXIT_CODE, ConfigError, loadConfig, type Config } from './config';
 import { liveLeaderWork } from './live/live-loop';
 import { startService, StartupError } from './service';
@@ -19,6 +20,14 @@ function fail(message: string, code: number): never {
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
+  if (isCliCommand(argv)) {
+    const code = await runCli(argv, {
+      env: process.env,
+      stdout: (text) => process.stdout.write(text),
+      stderr: (text) => process.stderr.write(text),
+    });
+    process.exit(code);
+  }
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(usage());
     process.exit(0);

@@ -16,6 +16,18 @@ export interface LeaseKeys {
   readonly events: string;
   /** Default stream the built-in live loop appends to. */
   readonly liveStream: string;
+  /**
+   * Sorted set of registered members (instance id → expiry, Redis' clock in ms): the index of the
+   * cluster view. Each member's details stand at `member(id)`, which expires.
+   */
+  readonly members: string;
+  /** A member's registration (JSON), refreshed by its heartbeat; expires one TTL after the last one. */
+  member(instanceId: string): string;
+  /**
+   * `grinder init`'s declaration that this is a brand-new cluster (expires after its window): the
+   * first acquire on a Redis with no record, counter or fence may then lead at once.
+   */
+  readonly init: string;
 }
 
 /** True when Redis Cluster would hash `key` by a `{…}` tag rather than the whole key. */
@@ -39,6 +51,9 @@ export function leaseKeys(lockKey: string): LeaseKeys {
     fence: `${p}:fence`,
     events: `${p}:events`,
     liveStream: `${p}:live`,
+    members: `${p}:members`,
+    member: (instanceId) => `${p}:member:${instanceId}`,
+    init: `${p}:init`,
   };
 }
 

@@ -1,0 +1,76 @@
+import { ConfigError, loadConfig, redactRedisUrl, type Config } from '../config';
+import { defineCommands } from '../redis/commands';
+import { createLeaseClient, type LeaseClient } from '../redis/connection';
+import { leaseKeys, type LeaseKeys } from '../redis/keys';
+
+/** How long an operator command waits for Redis before it gives up and says so. */
+const CONNECT_WITHIN_MS = 5_000;
+/** Operator commands are not in a lease's hurry: one answer may take this long. */
+const COMMAND_TIMEOUT_MS = 2_000;
+
+/** A Redis connection for an operator command, with the cluster's settings. */
+export interface CliRedis {
+  readonly config: Config;
+  readonly client: LeaseClient;
+  readonly keys: LeaseKeys;
+  close(): Promise<void>;
+}
+
+/** The replicas' settings as an operator command reads them (the same variables, HA implied). */
+export function cliConfig(env: Record<string, string | undefined>): Config {
+  return loadConfig({ ...env, GRINDER_HA_ENABLED: 'true' });
+}
+
+/**
+ * Connects with the same GRINDER_* variables the replicas use. Throws CliError with what to check
+ * when the settings are refused or Redis cannot be reached within a few seconds.
+ */
+export async function openCliRedis(env: Record<string, string | undefined>): Promise<CliRedis> {
+  let config: Config;
+  try {
+    config = cliConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new CliError(err.message, 2);
+    throw err;
+  }
+  const client = createLeaseClient(config.redis, COMMAND_TIMEOUT_MS);
+  defineCommands(client);
+  let lastError: Error | null = null;
+  client.on('error', (err: Error) => {
+    lastError = err;
+  });
+  const close = async (): Promise<void> => {
+    client.disconnect();
+  };
+  const ready = await new Promise<boolean>((resolve) => {
+    if (client.status === 'ready') {
+      resolve(true);
+      return;
+    }
+    const timer = setTimeout(() => resolve(false), CONNECT_WITHIN_MS);
+    client.once('ready', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+  if (!ready) {
+    await close();
+    const why = lastError ? `: ${(lastError as Error).message}` : '';
+    throw new CliError(
+      `cannot reach Redis at ${redactRedisUrl(config.redisUrl)} within ${CONNECT_WITHIN_MS / 1000} s${why}; check GRINDER_REDIS_URL (run the command with the replicas' environment)`,
+      1,
+    );
+  }
+  return { config, client, keys: leaseKeys(config.lockKey), close };
+}
+
+/** An operator command's failure: the message to print and the exit code. */
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+    this.name = 'CliError';
+  }
+}

@@ -146,8 +146,24 @@ function replicaEnv(r) {
     GRINDER_INSTANCE_ID: r.id,
     GRINDER_METRICS_PORT: String(r.port),
     GRINDER_HTTP_HOST: '127.0.0.1',
+    GRINDER_ADVERTISE_URL: `http://localhost:${r.port}`,
     GRINDER_LOG_LEVEL: env.GRINDER_LOG_LEVEL ?? 'info',
   };
+}
+
+/** `grinder init`, as docker-compose.ha.yml's one-shot grinder_init: this Redis is brand-new. */
+function declareCluster() {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, [MAIN_JS, 'init'], { env: replicaEnv(replicas[0]), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout.on('data', (d) => (out += d));
+    proc.stderr.on('data', (d) => (out += d));
+    proc.once('exit', (code) => {
+      // Not fatal: without it the first leader merely comes one TTL later.
+      say(code === 0 ? `grinder init: ${out.trim()}` : `grinder init failed (${code}): ${out.trim()}; the first leader comes after one TTL`);
+      resolve();
+    });
+  });
 }
 
 async function startReplica(r) {
@@ -275,6 +291,7 @@ async function main() {
   if (redis.port === 6379) fail("refusing to use port 6379: that is the machine's own Redis");
   await startRedis();
   say(`Redis: redis://127.0.0.1:${redis.port}/0 (appendonly, data in ${dir})`);
+  await declareCluster();
   for (const r of replicas) {
     await startReplica(r);
     say(`${r.id}: http://localhost:${r.port}  (logs: ${r.log})`);

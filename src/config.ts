@@ -25,6 +25,8 @@ export interface Config {
   instanceId: string;
   metricsPort: number;
   httpHost: string;
+  /** Where other tools reach this replica's HTTP endpoint (GRINDER_ADVERTISE_URL), as shown in the cluster view. */
+  advertiseUrl: string;
   logLevel: LogLevel;
   live: LiveConfig;
 }
@@ -90,7 +92,7 @@ function readInt(env: Env, name: string, fallback: number, min: number, max: num
   return parseIntInRange(name, raw, min, max, unit);
 }
 
-function parseIntInRange(name: string, raw: string, min: number, max: number, unit: string): number {
+export function parseIntInRange(name: string, raw: string, min: number, max: number, unit: string): number {
   const v = raw.trim();
   if (!/^\d+$/.test(v)) throw new ConfigError(name, raw, `must be a whole number${unit} from ${min} to ${max}`);
   const n = Number(v);
@@ -165,7 +167,7 @@ export function redisEndpoint(target: RedisTarget): RedisEndpoint {
   return { host: first?.host ?? '', port: first?.port ?? 0, db: target.mode === 'sentinel' ? target.db : 0, tls: target.tls };
 }
 
-function validateRedisUrl(raw: string, env: Env): RedisTarget {
+export function validateRedisUrl(raw: string, env: Env): RedisTarget {
   const name = 'GRINDER_REDIS_URL';
   const shown = redactRedisUrl(raw);
   if (/^rediss?\+(sentinel|cluster):\/\//.test(raw)) {
@@ -220,7 +222,7 @@ function validateRedisUrl(raw: string, env: Env): RedisTarget {
   return parseRedisTarget(raw, env);
 }
 
-function readMinReplicas(env: Env): number | 'auto' {
+export function readMinReplicas(env: Env): number | 'auto' {
   const raw = env.GRINDER_REDIS_MIN_REPLICAS;
   if (raw === undefined || raw.trim() === '' || raw.trim().toLowerCase() === 'auto') return 'auto';
   if (!/^\s*\d+\s*$/.test(raw))
@@ -254,6 +256,54 @@ function validateHttpHost(host: string): void {
   );
 }
 
+const ADVERTISE_EXAMPLE = 'e.g. http://grinder-1:9090';
+
+/**
+ * GRINDER_ADVERTISE_URL: what `grinder list` and /cluster show as this replica's address, so
+ * scheme, host and port only (tools append /status themselves) and never credentials (everyone who
+ * reads the cluster view sees it). The default is this host's name, which is what other containers
+ * and hosts usually reach it by; behind NAT or a proxy it has to be set.
+ */
+function readAdvertiseUrl(env: Env, metricsPort: number): string {
+  const name = 'GRINDER_ADVERTISE_URL';
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') {
+    try {
+      return new URL(`http://${hostname()}:${metricsPort}`).origin;
+    } catch {
+      return `http://localhost:${metricsPort}`;
+    }
+  }
+  const v = raw.trim();
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw new ConfigError(name, raw, `must be an http:// or https:// URL at which other tools reach this replica's HTTP endpoint, ${ADVERTISE_EXAMPLE}`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw new ConfigError(name, raw, `the scheme must be http:// or https:// (this replica's HTTP endpoint), ${ADVERTISE_EXAMPLE}`);
+  }
+  if (u.username !== '' || u.password !== '') {
+    u.username = '***';
+    u.password = '';
+    throw new ConfigError(
+      name,
+      u.href,
+      `must not contain user info: everyone who reads the cluster view (grinder list, /cluster) sees this URL; give the address only, ${ADVERTISE_EXAMPLE}`,
+    );
+  }
+  if (u.hostname === '') throw new ConfigError(name, raw, `the URL must name a host, ${ADVERTISE_EXAMPLE}`);
+  if (u.pathname !== '/' || /[?#]/.test(v)) {
+    throw new ConfigError(
+      name,
+      raw,
+      `must be scheme, host and port only, without a path, query or fragment (tools add /status etc. themselves), ${ADVERTISE_EXAMPLE}`,
+    );
+  }
+  return u.origin;
+}
+
 export function defaultInstanceId(): string {
   const host = hostname().replace(/[^A-Za-z0-9_.-]/g, '-') || 'host';
   return `grinder-${host}-${randomBytes(4).toString('hex')}`;
@@ -284,17 +334,11 @@ function metricsPortFromArgs(argv: readonly string[]): string | undefined {
   return port;
 }
 
-export function loadConfig(env: Env, argv: readonly string[] = []): Config {
-  const haEnabled = readBool(env, 'GRINDER_HA_ENABLED', DEFAULTS.haEnabled);
-  const redisUrl = readString(env, 'GRINDER_REDIS_URL', DEFAULTS.redisUrl);
-  const redis = validateRedisUrl(redisUrl, env);
-  const minReplicas = readMinReplicas(env);
-
-  const lockTtlMs = readInt(env, 'GRINDER_HA_LOCK_TTL_MS', DEFAULTS.lockTtlMs, 1_000, 3_600_000, ' of milliseconds');
-  // What an error shows: the value as set, or the default in effect when it is unset or blank.
-  const renewSet = env.GRINDER_HA_RENEW_INTERVAL_MS;
-  const renewIntervalMs = readInt(env, 'GRINDER_HA_RENEW_INTERVAL_MS', DEFAULTS.renewIntervalMs, 10, 3_600_000, ' of milliseconds');
-  const renewRaw = renewSet !== undefined && renewSet.trim() !== '' ? renewSet : String(renewIntervalMs);
+/**
+ * The renew interval against the TTL (`renewRaw`: the value to show, as set). Exported for the
+ * library's createElector, which applies the same rules to its options.
+ */
+export function checkLeaseTiming(lockTtlMs: number, renewIntervalMs: number, renewRaw: string): void {
   if (renewIntervalMs >= lockTtlMs) {
     throw new ConfigError(
       'GRINDER_HA_RENEW_INTERVAL_MS',
@@ -310,9 +354,33 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
       `a renewal that starts on time must be able to finish (Redis timeout ${timing.commandTimeoutMs} ms) before the lease deadline (TTL ${lockTtlMs} ms minus a ${timing.safetyMarginMs} ms safety margin); use at most ${timing.leaseValidityMs - timing.commandTimeoutMs} ms, or raise GRINDER_HA_LOCK_TTL_MS`,
     );
   }
+}
+
+export function validateLockKey(lockKey: string): void {
+  if (/\s/.test(lockKey)) throw new ConfigError('GRINDER_HA_LOCK_KEY', lockKey, 'must not contain white space');
+}
+
+export function validateInstanceId(instanceId: string): void {
+  if (!/^[A-Za-z0-9_.:@-]{1,128}$/.test(instanceId)) {
+    throw new ConfigError('GRINDER_INSTANCE_ID', instanceId, 'must be 1 to 128 characters of letters, digits and _ . : @ -');
+  }
+}
+
+export function loadConfig(env: Env, argv: readonly string[] = []): Config {
+  const haEnabled = readBool(env, 'GRINDER_HA_ENABLED', DEFAULTS.haEnabled);
+  const redisUrl = readString(env, 'GRINDER_REDIS_URL', DEFAULTS.redisUrl);
+  const redis = validateRedisUrl(redisUrl, env);
+  const minReplicas = readMinReplicas(env);
+
+  const lockTtlMs = readInt(env, 'GRINDER_HA_LOCK_TTL_MS', DEFAULTS.lockTtlMs, 1_000, 3_600_000, ' of milliseconds');
+  // What an error shows: the value as set, or the default in effect when it is unset or blank.
+  const renewSet = env.GRINDER_HA_RENEW_INTERVAL_MS;
+  const renewIntervalMs = readInt(env, 'GRINDER_HA_RENEW_INTERVAL_MS', DEFAULTS.renewIntervalMs, 10, 3_600_000, ' of milliseconds');
+  const renewRaw = renewSet !== undefined && renewSet.trim() !== '' ? renewSet : String(renewIntervalMs);
+  checkLeaseTiming(lockTtlMs, renewIntervalMs, renewRaw);
 
   const lockKey = readString(env, 'GRINDER_HA_LOCK_KEY', DEFAULTS.lockKey);
-  if (/\s/.test(lockKey)) throw new ConfigError('GRINDER_HA_LOCK_KEY', lockKey, 'must not contain white space');
+  validateLockKey(lockKey);
 
   const cluster = readString(env, 'GRINDER_CLUSTER', defaultCluster(lockKey));
   if (!CLUSTER_RULE.test(cluster)) {
@@ -320,9 +388,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
   }
 
   const instanceId = readString(env, 'GRINDER_INSTANCE_ID', defaultInstanceId());
-  if (!/^[A-Za-z0-9_.:@-]{1,128}$/.test(instanceId)) {
-    throw new ConfigError('GRINDER_INSTANCE_ID', instanceId, 'must be 1 to 128 characters of letters, digits and _ . : @ -');
-  }
+  validateInstanceId(instanceId);
 
   const portArg = metricsPortFromArgs(argv);
   const metricsPort =
@@ -330,6 +396,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
 
   const httpHost = readString(env, 'GRINDER_HTTP_HOST', DEFAULTS.httpHost);
   validateHttpHost(httpHost);
+  const advertiseUrl = readAdvertiseUrl(env, metricsPort);
 
   const levelRaw = readString(env, 'GRINDER_LOG_LEVEL', DEFAULTS.logLevel).toLowerCase();
   if (!(LOG_LEVELS as readonly string[]).includes(levelRaw)) {
@@ -364,6 +431,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): Config {
     instanceId,
     metricsPort,
     httpHost,
+    advertiseUrl,
     logLevel: levelRaw as LogLevel,
     live,
   };

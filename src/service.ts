@@ -1,21 +1,20 @@
-import { randomBytes } from 'node:crypto';
 import { createServer, type RequestListener, type Server } from 'node:http';
 import type { Logger } from 'pino';
-import { CONFIG_EXIT_CODE, redactRedisUrl, redisEndpoint, type Config } from './config';
+import { CONFIG_EXIT_CODE, redactRedisUrl, type Config } from './config';
+import { Membership } from './cluster/membership';
+import { readCluster } from './cluster/view';
 import { systemClock } from './ha/clock';
-import { LeaderElector, errMessage } from './ha/elector';
-import { RedisLeaseLock } from './ha/redis-lock';
+import { errMessage, type LeaderElector } from './ha/elector';
+import type { RedisLeaseLock } from './ha/redis-lock';
 import type { HaStatusSource, Role } from './ha/role';
 import { SoloLeader } from './ha/solo';
-import { leaseTiming } from './ha/timing';
 import { createHttpApp, isReady } from './http/app';
 import { createLogger } from './log';
-import { redisProblemReporter } from './redis-diagnose';
-import { InstrumentedLeaseLock } from './telemetry/instrumented-lock';
-import { FencedStream } from './live/fence';
+import { buildElector, workContext, type BuiltElector } from './library/elector';
+import { settingsFromConfig } from './library/options';
+import { noFence } from './live/fence';
 import { createInstruments, observeState } from './telemetry/metrics';
 import type { OtelConfig } from './telemetry/otel-config';
-import { redisAttributes, traceRedisCommands } from './telemetry/redis-spans';
 import { startTelemetry } from './telemetry/sdk';
 import { VERSION } from './version';
 import type { LeaderWorkDeps, LeaderWorkPlugin } from './work';
@@ -46,100 +45,53 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     lockTtlMs: config.haEnabled ? config.lockTtlMs : null,
     live: config.haEnabled && config.live.enabled,
   });
-  const onTransition = (from: Role, to: Role): void => instruments.transition(from, to);
+  let membership: Membership | null = null;
+  const onTransition = (from: Role, to: Role): void => {
+    instruments.transition(from, to);
+    membership?.roleChanged();
+  };
 
   let ha: LeaderElector | SoloLeader;
   let redisLock: RedisLeaseLock | null = null;
+  // The elector a library user gets from createElector, built by the same code, with this
+  // process' telemetry; its leader work goes through the same run(work) below.
+  let electorApi: BuiltElector | null = null;
   if (config.haEnabled) {
-    const timing = leaseTiming(config.lockTtlMs, config.renewIntervalMs);
-    let lastFacts = '';
-    let lastMasterChanges = 0;
-    const target = redisEndpoint(config.redis);
-    const problems = redisProblemReporter({
-      target,
-      shownUrl: redactRedisUrl(config.redisUrl),
+    electorApi = buildElector(settingsFromConfig(config), {
       log,
-      // For good: a refused SELECT must not be retried (the lock's own reconnects would).
-      stopClient: () => void redisLock?.close(),
-    });
-    redisLock = new RedisLeaseLock({
-      target: config.redis,
-      minReplicas: config.minReplicas,
-      lockKey: config.lockKey,
-      instanceId: config.instanceId,
-      session: randomBytes(8).toString('hex'),
-      ttlMs: config.lockTtlMs,
-      commandTimeoutMs: timing.commandTimeoutMs,
-      onFacts: (facts) => {
-        if (facts.masterChanges > lastMasterChanges) {
-          lastMasterChanges = facts.masterChanges;
-          log.warn(
-            { redis_master: facts.master, master_changes: facts.masterChanges },
-            'the Redis master changed (failover); standbys wait a full TTL before taking over unless the holder renews its own lease',
-          );
-        }
-        // Said once per distinct finding: every reconnect reads it again.
-        const finding = `${facts.maxmemoryPolicy}|${facts.durable}`;
-        if (finding === lastFacts) return;
-        lastFacts = finding;
-        if (facts.maxmemoryPolicy !== null && facts.maxmemoryPolicy !== 'noeviction') {
-          log.error(
-            { maxmemory_policy: facts.maxmemoryPolicy },
-            `Redis evicts keys under memory pressure (maxmemory-policy ${facts.maxmemoryPolicy}): an evicted lease record costs a barrier with no leader; set maxmemory-policy noeviction`,
-          );
-        }
-        if (facts.maxmemoryPolicy === null) log.warn('cannot read Redis maxmemory-policy (CONFIG not allowed); make sure it is noeviction');
-        if (facts.durable !== true && facts.mode === 'standalone') {
-          log.warn(
-            { durable: facts.durable },
-            'Redis may lose acknowledged writes in a restart (not appendonly yes + appendfsync always, or unknown): a lost lease record costs a barrier (no leader for one TTL); set appendonly yes and appendfsync always',
-          );
-        }
-      },
-      onReplication: (acked) => instruments.replicaAck(acked),
-      onConnectionError: (err) => problems.onError(err),
-    });
-    redisLock.subscribe((event) => {
-      if (event.kind === 'connected') problems.onReady();
-    });
-    if (telemetry.tracesExported) traceRedisCommands(redisLock.client, telemetry.tracer, target);
-    // An operation starts at least every renew interval and ends within a command timeout; one
-    // more command timeout is slack for a late timer on a busy host.
-    const answerWithinMs = timing.renewIntervalMs + 2 * timing.commandTimeoutMs;
-    const lock = new InstrumentedLeaseLock(
-      redisLock,
-      telemetry.tracer,
+      tracer: telemetry.tracer,
       instruments,
-      config.instanceId,
-      log,
-      () => systemClock.now(),
-      answerWithinMs,
-      redisAttributes(target),
-    );
-    // Every election line (role changes, lease failures) names the lock key, so the runbook's
-    // `docker logs … | grep -i lock` shows them all.
-    const electionLog = log.child({ lock_key: config.lockKey });
-    ha = new LeaderElector({
-      instanceId: config.instanceId,
-      timing,
-      lock,
-      clock: systemClock,
-      log: electionLog,
+      traceCommands: telemetry.tracesExported,
       onTransition,
-      onBarrier: (reason) => instruments.barrier(reason),
     });
+    ha = electorApi.elector;
+    redisLock = electorApi.redisLock;
   } else {
     ha = new SoloLeader(config.instanceId, log, onTransition);
   }
 
   const leaseLock = redisLock;
-  const deps: LeaderWorkDeps = {
-    fencedStream: leaseLock ? (streamKey, maxLen) => new FencedStream(leaseLock.client, { streamKey, keys: leaseLock.keys, maxLen }) : null,
-    log,
-    instruments,
-  };
+
+  // Cluster view (grinder list, GET /cluster): this replica's registration, heartbeating on the
+  // lease connection; with HA disabled there is no cluster and /cluster answers 404.
+  membership = leaseLock
+    ? new Membership({
+        client: leaseLock.client,
+        keys: leaseLock.keys,
+        ha,
+        instanceId: config.instanceId,
+        httpUrl: config.advertiseUrl,
+        version: VERSION,
+        startedAt: new Date(Date.now() - Math.round(process.uptime() * 1000)),
+        ttlMs: config.lockTtlMs,
+        renewIntervalMs: config.renewIntervalMs,
+        log,
+      })
+    : null;
+  const clusterView = leaseLock ? () => readCluster(leaseLock.client, leaseLock.keys, config.lockKey) : null;
+
+  const deps: LeaderWorkDeps = { log, instruments };
   const plugin = opts.leaderWork?.(deps) ?? null;
-  if (plugin) ha.onLeading(plugin.work);
 
   observeState(telemetry.meter, {
     ha,
@@ -163,6 +115,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
       renewIntervalMs: config.haEnabled ? config.renewIntervalMs : null,
     },
     metricsText: () => telemetry.metricsText(),
+    cluster: clusterView,
     uptimeSeconds,
     onError: (err) => log.error({ err: errMessage(err) }, 'HTTP handler failed'),
   });
@@ -182,7 +135,15 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     },
     'grinder started',
   );
-  ha.start();
+  if (electorApi) {
+    if (plugin) electorApi.run(plugin.work);
+    else electorApi.start();
+  } else {
+    // HA disabled: the work runs at once, with nothing to fence against.
+    if (plugin) ha.onLeading((ctx) => plugin.work(workContext(ctx, noFence())));
+    ha.start();
+  }
+  membership?.start();
 
   let stopping: Promise<void> | null = null;
   return {
@@ -191,6 +152,9 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     log,
     stop: () => {
       stopping ??= (async () => {
+        // Out of the cluster view first, while the lease connection is still open (bounded: a
+        // member that cannot leave expires within one TTL).
+        await membership?.stop();
         await ha.stop();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());

@@ -52,6 +52,11 @@ export const SETTINGS: readonly { name: string; default: string; meaning: string
     meaning: 'Port of /readyz, /healthz, /metrics and /status (--metrics-port N overrides it).',
   },
   { name: 'GRINDER_HTTP_HOST', default: DEFAULTS.httpHost, meaning: 'Address the HTTP server binds to: an IP address of this machine or a host name.' },
+  {
+    name: 'GRINDER_ADVERTISE_URL',
+    default: 'http://<hostname>:<metrics port>',
+    meaning: "Where other tools reach this replica's HTTP endpoint, as grinder list and /cluster show it: http(s)://host[:port], no path or user info.",
+  },
   { name: 'GRINDER_LOG_LEVEL', default: DEFAULTS.logLevel, meaning: `${LOG_LEVELS.join(', ')}. JSON lines on stdout.` },
   {
     name: 'GRINDER_LIVE_ENABLED',
@@ -78,8 +83,11 @@ export function usage(): string {
   const lines = SETTINGS.map((s) => `  ${s.name.padEnd(width)}  ${s.meaning} [default: ${s.default}]`);
   return `grinder ${VERSION}: keeps exactly one replica ACTIVE through a Redis lease lock.
 
-Usage: grinder [--metrics-port N]
-       grinder --help | --version
+Usage: grinder [--metrics-port N]         run a replica
+       grinder list [--json]              show every replica: role, token, lease left, health
+       grinder switchover [--to ID]       move leadership to a healthy STANDBY, no overlap
+       grinder init                       declare a brand-new cluster: first leader at once
+       grinder --help | --version         (grinder <command> --help explains a command)
 
 Configured through environment variables; a bad value stops start-up with exit code 2 and one
 line on stderr. The other standard OTEL_* variables (OTEL_EXPORTER_OTLP_HEADERS, OTEL_BSP_*,

@@ -1,9 +1,12 @@
 import type { Logger } from 'pino';
-import type { LeaderWork } from './ha/role';
-import type { FencedAppender } from './live/fence';
+import type { LeaderWork } from './library/types';
 import type { HaInstruments, LiveStatsSource } from './telemetry/metrics';
 
-/** Leader work plugged into the service, and what it reports to /metrics. */
+/**
+ * Leader work plugged into the service, and what it reports to /metrics. The work is the same
+ * LeaderWork a library user hands to run(work): it gets the fence handle in its context, never
+ * the Redis client.
+ */
 export interface LeaderWorkPlugin {
   work: LeaderWork;
   stats?: LiveStatsSource;
@@ -11,8 +14,6 @@ export interface LeaderWorkPlugin {
 
 /** What the service hands a leader-work factory. */
 export interface LeaderWorkDeps {
-  /** Fenced appends to a stream of this lock's Redis; null when HA is off. */
-  fencedStream: ((streamKey: string, maxLen: number) => FencedAppender) | null;
   log: Logger;
   instruments: HaInstruments;
 }

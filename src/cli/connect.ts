@@ -1,6 +1,7 @@
 import { ConfigError, loadConfig, redactRedisUrl, type Config } from '../config';
 import { defineCommands } from '../redis/commands';
 import { createLeaseClient, type LeaseClient } from '../redis/connection';
+import { isSelectRefusal } from '../redis-diagnose';
 import { leaseKeys, type LeaseKeys } from '../redis/keys';
 
 /** How long an operator command waits for Redis before it gives up and says so. */
@@ -59,6 +60,16 @@ export async function openCliRedis(env: Record<string, string | undefined>): Pro
     throw new CliError(
       `cannot reach Redis at ${redactRedisUrl(config.redisUrl)} within ${CONNECT_WITHIN_MS / 1000} s${why}; check GRINDER_REDIS_URL (run the command with the replicas' environment)`,
       1,
+    );
+  }
+  // ioredis reports a refused SELECT as an error event around 'ready' (from a promise callback, so
+  // possibly just after it) and goes on with database 0, where this command would read another cluster.
+  await new Promise((resolve) => setImmediate(resolve));
+  if (lastError !== null && isSelectRefusal(lastError)) {
+    await close();
+    throw new CliError(
+      `Redis at ${redactRedisUrl(config.redisUrl)} refused the database in GRINDER_REDIS_URL (${(lastError as Error).message}); use the database the replicas use (0 to 15, within the server's \`databases\`)`,
+      2,
     );
   }
   return { config, client, keys: leaseKeys(config.lockKey), close };

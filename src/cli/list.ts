@@ -1,6 +1,67 @@
+import { formatClusterTable } from '../cluster/table';
+import { readCluster } from '../cluster/view';
+import { CliError, openCliRedis, type CliRedis } from './connect';
 import type { CliIo } from './index';
 
-export async function runList(_args: readonly string[], io: CliIo): Promise<number> {
-  io.stderr('grinder list: not implemented yet\n');
-  return 1;
+export const LIST_USAGE = `Usage: grinder list [--json]
+
+Shows every replica registered for the lock key: member, role (the lease record decides who is
+Leader), fencing token, lease left, last seen, health, version and HTTP address. Reads Redis with
+the replicas' GRINDER_* settings (GRINDER_REDIS_URL, GRINDER_HA_LOCK_KEY, ...), so run it with
+their environment, e.g. docker exec grinder_live_1 node dist/main.js list
+
+  --json    print the view as JSON, the same document GET /cluster answers
+  --help    show this text
+
+Exit codes: 0 shown; 1 Redis could not be reached or read; 2 bad usage or configuration.
+`;
+
+export async function runList(args: readonly string[], io: CliIo): Promise<number> {
+  let json = false;
+  for (const arg of args) {
+    if (arg === '--json') json = true;
+    else if (arg === '--help' || arg === '-h') {
+      io.stdout(LIST_USAGE);
+      return 0;
+    } else {
+      // The option name only: a mistyped --redis-url=redis://:secret@… must not be echoed.
+      const shown = arg.startsWith('-') ? arg.replace(/=.*$/s, '=…') : '<argument>';
+      io.stderr(`grinder list: unknown option ${shown}; settings come from GRINDER_* environment variables\n\n${LIST_USAGE}`);
+      return 2;
+    }
+  }
+
+  let redis: CliRedis;
+  try {
+    redis = await openCliRedis(io.env);
+  } catch (err) {
+    if (err instanceof CliError) {
+      io.stderr(`grinder list: ${err.message}\n`);
+      return err.exitCode;
+    }
+    throw err;
+  }
+  try {
+    const view = await readCluster(redis.client, redis.keys, redis.config.lockKey);
+    if (json) {
+      io.stdout(`${JSON.stringify(view, null, 2)}\n`);
+    } else {
+      io.stdout(formatClusterTable(view, { cluster: redis.config.cluster, width: terminalWidth(io.env) }));
+    }
+    return 0;
+  } catch (err) {
+    io.stderr(
+      `grinder list: could not read the cluster view from Redis: ${err instanceof Error ? err.message : String(err)}; check that Redis is reachable with GRINDER_REDIS_URL and retry\n`,
+    );
+    return 1;
+  } finally {
+    await redis.close();
+  }
+}
+
+/** COLUMNS when set, else the terminal's width; a pipe has none, so scripts get every column. */
+function terminalWidth(env: Record<string, string | undefined>): number | undefined {
+  const columns = Number(env.COLUMNS);
+  if (Number.isInteger(columns) && columns > 0) return columns;
+  return process.stdout.isTTY ? process.stdout.columns : undefined;
 }

@@ -10,6 +10,7 @@ import {
   type LeaseLock,
   type LockEvent,
   type LockOperation,
+  type SwitchoverRequest,
 } from './lock';
 import type { HaSnapshot, HaStatusSource, LeaderContext, LeaderWork, Role } from './role';
 import type { LeaseTiming } from './timing';
@@ -38,8 +39,11 @@ import { VersionWatch } from './watch';
  * acquire then succeeds only if that exact version is still current. Since the version was written
  * at or after its writer sent the write, the holder's deadline (send time + TTL − margin) has
  * passed before any takeover of it. Exceptions, all safe: a version whose release we heard
- * announced (the holder had stepped down before releasing), and, while the connection has not
- * broken since, a version we wrote ourselves and a free record we watched become free. Every break
+ * announced (the holder had stepped down, and its leader work had ended, before releasing), a
+ * handoff naming us whose announcement we heard (the same, for a planned switchover: `grinder
+ * switchover`), and, while the connection has not broken since, a version we wrote ourselves and
+ * a free record (or a handoff naming us) we watched the record change to. A handoff naming another
+ * replica is waited out like a held lease, so a successor that never comes costs one TTL. Every break
  * in the connection forgets everything watched (see rollbacks below), so a free record or our own
  * version seen for the first time after one is watched for the full wait like any other.
  * Every renewal writes a new version and announces it, so standbys restart their wait from it
@@ -99,6 +103,24 @@ import { VersionWatch } from './watch';
  * - Memory full under noeviction: Redis refuses the lease scripts (OOM), so nobody can acquire or
  *   renew and the leader steps down at its deadline. Safe, but no leader until memory is freed.
  *
+ * A brand-new cluster (`grinder init`). On a Redis with no record, counter or fence the first acquire
+ * writes the data-loss barrier: it cannot tell a new Redis from one that lost its data under a
+ * leader. `grinder init` is the operator's statement that no replica has led on this lock key: it
+ * writes an init key (refused where a record, counter or fence exists; it expires after its window,
+ * 60 s by default), and an acquire that finds record, counter and fence missing and that key present
+ * leads at once instead, deleting the key (a barrier deletes it too). Only a replica that has seen
+ * no record, no announcement and no break in its connection since it started may use it, so a
+ * replica running across a restore or a data loss writes the barrier, as before. Left open: the
+ * statement being false. Running init on a Redis that lost GRINDER's data while an old leader may
+ * still be inside its lease, or restoring, within the window, a backup taken after init but before
+ * the first leadership while only newly started replicas look, lets a new leader overlap the old one.
+ *
+ * Leader work and the lease. One run of the leader work at a time: a replica does not acquire while
+ * an earlier run is still ending. After a step-down, resignation, switchover or stop, the lease is
+ * released or handed over only once the run has ended; the replica stops renewing when it steps
+ * down, so a run that ignores its signal keeps everyone out until the lease runs out (one TTL after
+ * the last renewal) and no longer. Work that must not overlap a successor's is fenced (below).
+ *
  * What it does NOT guarantee. A leader's side effects can still land after its lease ended: a
  * request it sent before a pause can arrive later, and code that does not check the signal keeps
  * running. The lease only bounds when a replica *believes* it leads. Work that must never overlap
@@ -145,7 +167,8 @@ interface HeldLease {
 
 /** What the last look at the record showed, for /status. */
 interface Seen {
-  state: 'held' | 'free' | 'barrier' | 'foreign' | 'anomaly';
+  state: 'held' | 'free' | 'barrier' | 'handoff' | 'foreign' | 'anomaly';
+  /** The holder of a held record; the successor named by a handoff. */
   holder: string | null;
   token: number | null;
 }
@@ -189,6 +212,12 @@ export class LeaderElector implements HaStatusSource {
    */
   private breaks = 0;
   private breaksAtLastWrite = -1;
+  /** Whether any record (or announcement of one) reached this process: then it is not fresh. */
+  private sawRecord = false;
+  /** A planned switchover is handing our lease to a successor: nothing else may free it meanwhile. */
+  private handingOver = false;
+  /** A lease we resigned that is to be released once the leader work has ended. */
+  private releaseAfterWork: HeldLease | null = null;
 
   constructor(opts: ElectorOptions) {
     this.opts = opts;
@@ -255,8 +284,9 @@ export class LeaderElector implements HaStatusSource {
   }
 
   /**
-   * Stops electing: aborts the leader work, waits for it (bounded), releases the lease if held so
-   * the next replica can take over at once, and closes the lock.
+   * Stops electing: aborts the leader work and waits for it, at most `workGraceMs`. If it ended,
+   * the lease (if held) is released so the next replica takes over at once; if it still runs, the
+   * lease is not released and runs out by itself (one TTL after the last renewal). Then closes the lock.
    */
   async stop(workGraceMs = 2_000): Promise<void> {
     if (this.stopped) return;
@@ -270,11 +300,19 @@ export class LeaderElector implements HaStatusSource {
       held.controller.abort(new Error('replica is shutting down'));
       this.setRole('standby', 'shutting down', held);
     }
-    await this.settleWork(workGraceMs);
-    if (held) {
+    const ended = await this.workEndedWithin(workGraceMs);
+    // A resignation still waiting for its work to end hands its release over to the stop.
+    const toRelease = held ?? this.releaseAfterWork;
+    this.releaseAfterWork = null;
+    if (toRelease && !ended) {
+      this.opts.log.warn(
+        { token: toRelease.lease.token, grace_ms: workGraceMs },
+        'the leader work did not end within the stop grace; the lease is not released and runs out by itself (the next replica takes over one TTL after the last renewal)',
+      );
+    } else if (toRelease) {
       try {
-        const r = await this.opts.lock.release(held.lease);
-        this.opts.log.info({ token: held.lease.token, result: r.kind }, 'lease released on shutdown');
+        const r = await this.opts.lock.release(toRelease.lease);
+        this.opts.log.info({ token: toRelease.lease.token, result: r.kind }, 'lease released on shutdown');
       } catch (err) {
         this.opts.log.warn({ err }, 'could not release the lease on shutdown; the next replica takes over when it expires');
       }
@@ -283,6 +321,8 @@ export class LeaderElector implements HaStatusSource {
   }
 
   private onLockEvent(event: LockEvent): void {
+    // Stopped: what the store says no longer changes anything, /status included.
+    if (this.stopped) return;
     switch (event.kind) {
       case 'connected':
         if (!this.held) this.kick('connection ready');
@@ -296,21 +336,31 @@ export class LeaderElector implements HaStatusSource {
         return;
       case 'announcement':
         this.onAnnouncement(event.announcement);
+        return;
+      case 'switchover':
+        this.onSwitchoverRequest(event.request);
     }
   }
 
   private onAnnouncement(a: Announcement): void {
+    this.sawRecord = true;
     this.learnToken(a.token);
     this.learnTtl(a.ttlMs);
     if (this.held) return;
     const now = this.opts.clock.now();
-    if (a.event === 'released') {
+    if (a.event === 'released' || (a.event === 'handoff' && a.instanceId === this.opts.instanceId)) {
+      // Its holder stopped leading before it wrote this version: no wait.
       this.watch.saw(a.ver, now, 0);
-      this.kick('a holder released the lease');
+      this.seen = { state: a.event === 'released' ? 'free' : 'handoff', holder: a.event === 'released' ? null : a.instanceId, token: a.token };
+      this.kick(a.event === 'released' ? 'a holder released the lease' : 'the lease was handed over to us');
       return;
     }
     this.watch.saw(a.ver, now, this.waitFor(a.ttlMs, a.event === 'barrier' ? a.ttlMs : 0));
-    this.seen = { state: a.event === 'barrier' ? 'barrier' : 'held', holder: a.event === 'barrier' ? null : a.instanceId, token: a.token };
+    this.seen = {
+      state: a.event === 'barrier' ? 'barrier' : a.event === 'handoff' ? 'handoff' : 'held',
+      holder: a.event === 'barrier' ? null : a.instanceId,
+      token: a.token,
+    };
     // Never later than already planned: a later look would delay the first attempt after a start
     // or a takeover right at the new version's eligibility.
     const delay = this.standbyDelay(now);
@@ -364,11 +414,14 @@ export class LeaderElector implements HaStatusSource {
   private async acquireOnce(): Promise<number> {
     const { clock, lock, timing, log } = this.opts;
     const sentAt = clock.now();
-    const expectedVer = sentAt >= this.backoffUntil ? this.watch.eligibleVer(sentAt) : null;
+    // One leader work at a time: while an earlier run is still ending, only look.
+    const mayLead = sentAt >= this.backoffUntil && this.workRuns.size === 0 && !this.handingOver;
+    const expectedVer = mayLead ? this.watch.eligibleVer(sentAt) : null;
+    const fresh = mayLead && this.breaks === 0 && !this.sawRecord && this.floor === 0;
     const breaksAtSend = this.breaks;
     let result: AcquireResult;
     try {
-      result = await lock.acquire({ expectedVer, floor: this.floor, barrierMs: this.waitFor(0, 0) });
+      result = await lock.acquire({ expectedVer, floor: this.floor, barrierMs: this.waitFor(0, 0), fresh });
     } catch (err) {
       this.onUnavailable(err, 'acquire');
       if (err instanceof LockUnavailableError && err.reason === 'timeout') {
@@ -388,6 +441,7 @@ export class LeaderElector implements HaStatusSource {
     }
     const firstTimeSeen = this.lastAcquireKind !== result.kind;
     this.lastAcquireKind = result.kind;
+    if (result.kind !== 'acquired') this.sawRecord = true;
     switch (result.kind) {
       case 'acquired': {
         this.wroteSince(breaksAtSend);
@@ -415,29 +469,36 @@ export class LeaderElector implements HaStatusSource {
         const floorBefore = this.floor;
         this.learnToken(Math.max(r.token, result.newest));
         this.learnTtl(Math.max(r.ttlMs, r.maxTtlMs));
-        this.seen = { state: r.state, holder: r.state === 'held' ? r.instanceId : null, token: r.token };
-        if (r.state === 'held' && r.ours && r.token >= floorBefore && this.breaksAtLastWrite === this.breaks) {
+        this.seen = { state: r.state, holder: r.state === 'held' || r.state === 'handoff' ? r.instanceId : null, token: r.token };
+        if (r.state === 'held' && r.ours && r.token >= floorBefore && this.breaksAtLastWrite === this.breaks && this.workRuns.size === 0 && !this.handingOver) {
           // Our own leadership that this process does not hold (a renew or acquire whose reply
           // timed out ran after all): free it, so nobody waits for a lease nobody uses. Only when
           // it is our newest token and we wrote on this connection: otherwise it may be an old
           // record of ours brought back by a restore while someone else leads, and freeing it
-          // would let the standbys take it at once.
+          // would let the standbys take it at once. Never while our leader work is still ending (the
+          // lease stays held until it has) or while a switchover hands it to a successor.
           lock.abandon().catch(() => undefined);
         }
-        // A free record needs no wait only when it cannot be an older state come back: we watched
-        // the record become free, with no break in the connection since (which resets the watch).
+        // A free record (or one handed to us) needs no wait only when it cannot be an older state
+        // come back: we watched the record change to it, with no break in the connection since
+        // (which resets the watch). A handoff to someone else is waited out like a held lease.
         this.noticeRollback(r.ver, sentAt);
         const previous = this.watch.watched;
-        const freshlyFree = r.state === 'free' && previous !== null && previous.ver !== r.ver;
-        this.watch.saw(r.ver, receivedAt, freshlyFree ? 0 : this.waitFor(r.ttlMs, r.maxTtlMs));
+        const forUs = r.state === 'free' || (r.state === 'handoff' && r.instanceId === this.opts.instanceId);
+        const freshlyFreed = forUs && previous !== null && previous.ver !== r.ver;
+        this.watch.saw(r.ver, receivedAt, freshlyFreed ? 0 : this.waitFor(r.ttlMs, r.maxTtlMs));
         // Free for us right now: take it with the next call instead of reporting STANDBY in between.
-        if (this.watch.eligibleVer(receivedAt) === r.ver && receivedAt >= this.backoffUntil) return 0;
+        if (this.watch.eligibleVer(receivedAt) === r.ver && receivedAt >= this.backoffUntil && this.workRuns.size === 0 && !this.handingOver) return 0;
         const reason =
-          r.state === 'held'
-            ? `lock held by ${r.instanceId}`
-            : r.state === 'barrier'
-              ? 'waiting out the lock barrier'
-              : 'lock released; waiting to be sure nobody still leads';
+          this.workRuns.size > 0
+            ? 'waiting for the previous leader work to end'
+            : r.state === 'held'
+              ? `lock held by ${r.instanceId}`
+              : r.state === 'handoff'
+                ? `lock handed over to ${r.instanceId}`
+                : r.state === 'barrier'
+                  ? 'waiting out the lock barrier'
+                  : 'lock released; waiting to be sure nobody still leads';
         this.setRole('standby', reason);
         return this.standbyDelay(receivedAt);
       }
@@ -636,6 +697,13 @@ export class LeaderElector implements HaStatusSource {
     this.opts.onTransition?.(from, next);
   }
 
+  /**
+   * Supervises one run of the leader work: it gets a signal that fires when this replica stops
+   * being ACTIVE. Work that returns or throws while still leading makes the replica resign (with
+   * back-off): ACTIVE with nothing running would be a leader that does no work. Only one run at a
+   * time: no acquire while a run is still ending (acquireOnce), and the lease is released only
+   * after the run has ended (resign, stop, switchover).
+   */
   private startWork(held: HeldLease): void {
     const work = this.work;
     if (!work) return;
@@ -647,38 +715,108 @@ export class LeaderElector implements HaStatusSource {
         this.enforceDeadline();
         return this.held === held;
       },
-      resign: (reason: string) => {
-        if (this.held !== held) return;
-        this.stepDown(`resigned: ${reason}`);
-        // Back off before leading again, doubling while resignations repeat, so a replica that
-        // keeps failing at its work does not keep taking the lease from one that could do it.
-        this.resignStreak += 1;
-        const factor = Math.min(MAX_BACKOFF_FACTOR, 2 ** (this.resignStreak - 1));
-        this.backoffUntil = this.opts.clock.now() + Math.min(this.opts.timing.ttlMs, this.opts.timing.renewIntervalMs * factor);
-        // Hand the key back so a rightful leader is not kept waiting for our expiry.
-        this.opts.lock.release(held.lease).catch(() => undefined);
-        this.schedule(this.backoffLeft());
-      },
+      resign: (reason: string) => this.resign(held, reason),
     };
     const run = (async () => {
+      let ending: string;
       try {
         await work(ctx);
+        ending = 'leader work returned';
       } catch (err) {
-        if (!ctx.signal.aborted) this.opts.log.error({ err }, 'leader work failed');
+        if (ctx.signal.aborted) return;
+        this.opts.log.error({ err }, 'leader work failed');
+        ending = `leader work failed: ${errMessage(err)}`;
       }
+      if (this.held === held) this.resign(held, ending);
     })();
     this.workRuns.add(run);
-    void run.finally(() => this.workRuns.delete(run));
+    void run.finally(() => {
+      this.workRuns.delete(run);
+      // The next leadership waited for this run to end; look again now rather than at the next tick.
+      if (!this.held && this.workRuns.size === 0) this.kick('the previous leader work ended');
+    });
   }
 
-  private async settleWork(graceMs: number): Promise<void> {
-    if (this.workRuns.size === 0) return;
-    let timer: TimerHandle | undefined;
-    const grace = new Promise<void>((resolve) => {
-      timer = this.opts.clock.setTimeout(resolve, graceMs);
+  /** Steps down at once, backs off, and releases the lease once the leader work has ended. */
+  private resign(held: HeldLease, reason: string): void {
+    if (this.held !== held) return;
+    this.stepDown(`resigned: ${reason}`);
+    // Back off before leading again, doubling while resignations repeat, so a replica that keeps
+    // failing at its work does not keep taking the lease from one that could do it.
+    this.resignStreak += 1;
+    const factor = Math.min(MAX_BACKOFF_FACTOR, 2 ** (this.resignStreak - 1));
+    this.backoffUntil = this.opts.clock.now() + Math.min(this.opts.timing.ttlMs, this.opts.timing.renewIntervalMs * factor);
+    this.schedule(this.backoffLeft());
+    // Hand the key back so a rightful leader is not kept waiting for our expiry, but only once the
+    // work has ended: until then the lease (no longer renewed) keeps everyone else out.
+    this.releaseAfterWork = held;
+    void this.workEnded().then(() => {
+      // Stopping meanwhile: stop() releases it (or not, if the work outlasts its grace).
+      if (this.stopped || this.releaseAfterWork !== held) return;
+      this.releaseAfterWork = null;
+      this.opts.lock.release(held.lease).catch(() => undefined);
     });
-    await Promise.race([Promise.allSettled([...this.workRuns]), grace]);
+  }
+
+  /**
+   * A planned switchover (`grinder switchover`): stop leading, wait for the leader work to end,
+   * then hand the lease to `successor`, who takes it at once. If the work is still running at the
+   * lease deadline, nothing is handed over: the lease runs out and a standby takes it over then.
+   */
+  async handOver(successor: string): Promise<'handed_over' | 'not_leader' | 'work_still_running' | 'lost'> {
+    const held = this.held;
+    if (!held || this.handingOver) return 'not_leader';
+    if (successor === this.opts.instanceId) return 'not_leader';
+    this.handingOver = true;
+    try {
+      this.stepDown(`switchover to ${successor}`);
+      if (!(await this.workEndedWithin(held.validUntil - this.opts.clock.now()))) {
+        this.opts.log.warn(
+          { successor, token: held.lease.token },
+          'switchover: the leader work did not end before the lease deadline; nothing handed over, the lease runs out by itself',
+        );
+        return 'work_still_running';
+      }
+      const r = await this.opts.lock.handOver(held.lease, successor);
+      if (r.kind !== 'released') return 'lost';
+      // Our own handoff: the successor may take it; we wait it out like any lease of someone else.
+      this.watch.saw(r.ver, this.opts.clock.now(), this.waitFor(0, 0));
+      this.seen = { state: 'handoff', holder: successor, token: held.lease.token };
+      this.opts.log.info({ successor, token: held.lease.token }, `handed the lease over to ${successor}`);
+      return 'handed_over';
+    } catch (err) {
+      this.opts.log.warn({ err, successor }, 'switchover: handing the lease over failed; it runs out by itself and a standby takes it over then');
+      return 'lost';
+    } finally {
+      this.handingOver = false;
+    }
+  }
+
+  private onSwitchoverRequest(request: SwitchoverRequest): void {
+    if (request.from !== this.opts.instanceId) return;
+    if (!this.held) {
+      this.opts.log.warn({ request_id: request.id, to: request.to }, 'switchover requested, but this replica does not lead (any more); nothing to do');
+      return;
+    }
+    this.opts.log.info({ request_id: request.id, to: request.to }, `switchover requested: handing the lease over to ${request.to}`);
+    void this.handOver(request.to);
+  }
+
+  private workEnded(): Promise<void> {
+    return Promise.allSettled([...this.workRuns]).then(() => undefined);
+  }
+
+  /** Whether every run of the leader work ended within `ms` (true at once when none runs). */
+  private async workEndedWithin(ms: number): Promise<boolean> {
+    if (this.workRuns.size === 0) return true;
+    if (ms <= 0) return false;
+    let timer: TimerHandle | undefined;
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = this.opts.clock.setTimeout(() => resolve(false), ms);
+    });
+    const ended = await Promise.race([this.workEnded().then(() => true), timeout]);
     if (timer) this.opts.clock.clearTimeout(timer);
+    return ended;
   }
 
   private clearTimer(which: 'tickTimer' | 'deadlineTimer'): void {

@@ -13,6 +13,11 @@ export interface LeaseLock {
   renew(lease: Lease): Promise<RenewResult>;
   release(lease: Lease): Promise<ReleaseResult>;
   /**
+   * Gives the lease to one named successor (a planned switchover): the record names it, it may
+   * take over at once, everyone else waits the lease out. Call only after leading has stopped.
+   */
+  handOver(lease: Lease, successor: string): Promise<ReleaseResult>;
+  /**
    * Frees any leadership this process holds without knowing it: an acquire or renew whose reply
    * timed out may still have run in the store. Call only while holding no lease.
    */
@@ -69,9 +74,16 @@ export interface AcquireRequest {
   floor: number;
   /** How long a barrier this call writes must last: the longest TTL this replica knows a holder used. */
   barrierMs: number;
+  /**
+   * This replica has seen no record and no break in its connection since it started, so on a
+   * cluster declared brand-new (`grinder init`) it may lead at once instead of writing a barrier.
+   * Absent: false.
+   */
+  fresh?: boolean;
 }
 
-export type RecordState = 'held' | 'free' | 'barrier';
+/** handoff: released by its holder to the successor named in `instanceId` (a planned switchover). */
+export type RecordState = 'held' | 'free' | 'barrier' | 'handoff';
 
 /** The lease record as one read found it. */
 export interface RecordView {
@@ -116,14 +128,25 @@ export type RenewResult = { kind: 'renewed'; lease: Lease } | { kind: 'lost'; fo
 
 export type ReleaseResult = { kind: 'released'; ver: string } | { kind: 'not_held' };
 
-export type AnnouncedEvent = 'acquired' | 'renewed' | 'released' | 'barrier';
+export type AnnouncedEvent = 'acquired' | 'renewed' | 'released' | 'barrier' | 'handoff';
 
 export interface Announcement {
   event: AnnouncedEvent;
   ver: string;
   token: number;
   ttlMs: number;
+  /** The holder; for handoff, the successor. */
   instanceId: string;
+}
+
+/** An operator's `grinder switchover`, published on the announcement channel for the leader. */
+export interface SwitchoverRequest {
+  /** Random hex naming this request, for the logs. */
+  id: string;
+  /** The instance that leads now: only it acts on the request. */
+  from: string;
+  /** The standby to hand the lease to. */
+  to: string;
 }
 
 /**
@@ -131,7 +154,8 @@ export interface Announcement {
  * been missed, and a restarted Redis may have lost writes), `announcement` for every record change
  * the store publishes.
  */
-export type LockEvent = { kind: 'connected' } | { kind: 'disconnected' } | { kind: 'announcement'; announcement: Announcement };
+export type LockEvent =
+  { kind: 'connected' } | { kind: 'disconnected' } | { kind: 'announcement'; announcement: Announcement } | { kind: 'switchover'; request: SwitchoverRequest };
 
 /** A lease operation that got no answer: the lease may or may not have changed. */
 export class LockUnavailableError extends Error {
@@ -148,12 +172,24 @@ export class LockUnavailableError extends Error {
 
 /** Parses an announcement ("<event>|<ver>|<token>|<ttl>|<instance>"); null for anything else. */
 export function parseAnnouncement(message: string): Announcement | null {
-  const m = /^(acquired|renewed|released|barrier)\|([0-9a-f]+)\|(\d{1,16})\|(\d{1,16})\|(.*)$/.exec(message);
+  const m = /^(acquired|renewed|released|barrier|handoff)\|([0-9a-f]+)\|(\d{1,16})\|(\d{1,16})\|(.*)$/.exec(message);
   if (!m) return null;
   const token = Number(m[3]);
   const ttlMs = Number(m[4]);
   if (!Number.isSafeInteger(token) || !Number.isSafeInteger(ttlMs)) return null;
   return { event: m[1] as AnnouncedEvent, ver: m[2] as string, token, ttlMs, instanceId: m[5] as string };
+}
+
+const SWITCHOVER = /^switchover\|([0-9a-f]{1,32})\|([^|]{1,128})\|([^|]{1,128})$/;
+
+/** Parses a switchover request ("switchover|<id>|<from>|<to>"); null for anything else. */
+export function parseSwitchoverRequest(message: string): SwitchoverRequest | null {
+  const m = SWITCHOVER.exec(message);
+  return m ? { id: m[1] as string, from: m[2] as string, to: m[3] as string } : null;
+}
+
+export function formatSwitchoverRequest(r: SwitchoverRequest): string {
+  return `switchover|${r.id}|${r.from}|${r.to}`;
 }
 
 /** The longest lease TTL the configuration allows; a record claiming more is clamped to it. */

@@ -7,6 +7,7 @@ import type { RedisTarget } from '../redis/target';
 import {
   LockUnavailableError,
   parseAnnouncement,
+  parseSwitchoverRequest,
   type AcquireRequest,
   type AcquireResult,
   type Lease,
@@ -88,7 +89,12 @@ export class RedisLeaseLock implements LeaseLock {
     this.keepConnecting(this.subscriber);
     this.subscriber.on('message', (_channel: string, message: string) => {
       const announcement = parseAnnouncement(message);
-      if (announcement) this.emit({ kind: 'announcement', announcement });
+      if (announcement) {
+        this.emit({ kind: 'announcement', announcement });
+        return;
+      }
+      const request = parseSwitchoverRequest(message);
+      if (request) this.emit({ kind: 'switchover', request });
     });
     // Until the subscription stands, announcements are missed, and a standby would learn of a
     // renewal only at its next look, starting its wait late: look again once it stands.
@@ -162,6 +168,7 @@ export class RedisLeaseLock implements LeaseLock {
         k.record,
         k.counter,
         k.fence,
+        k.init,
         session,
         instanceId,
         ttlMs,
@@ -170,6 +177,7 @@ export class RedisLeaseLock implements LeaseLock {
         request.barrierMs,
         newVersion(),
         k.events,
+        request.fresh ? '1' : '',
       ),
     );
     const result = this.mapped('acquire', () => mapAcquireReply(reply, session));
@@ -197,6 +205,13 @@ export class RedisLeaseLock implements LeaseLock {
   async release(lease: Lease): Promise<ReleaseResult> {
     const reply = await this.call('release', () => this.redis.grinderRelease(this.keys.record, lease.token, this.opts.session, newVersion(), this.keys.events));
     return this.mapped('release', () => mapReleaseReply(reply, 'release'));
+  }
+
+  async handOver(lease: Lease, successor: string): Promise<ReleaseResult> {
+    const reply = await this.call('release', () =>
+      this.redis.grinderHandoff(this.keys.record, lease.token, this.opts.session, newVersion(), successor, this.keys.events),
+    );
+    return this.mapped('release', () => mapReleaseReply(reply, 'handoff'));
   }
 
   async abandon(): Promise<ReleaseResult> {

@@ -15,9 +15,11 @@ export const ReplyCode = {
   renewed: 1,
   released: 1,
   notOurs: 0,
+  declared: 1,
+  notBrandNew: 0,
 } as const;
 
-const STATES: readonly string[] = ['held', 'free', 'barrier'] satisfies RecordState[];
+const STATES: readonly string[] = ['held', 'free', 'barrier', 'handoff'] satisfies RecordState[];
 const BARRIER_REASONS: readonly string[] = ['data_loss', 'record_missing', 'rollback'] satisfies BarrierReason[];
 
 function safeInt(v: string | number | undefined): number | null {

@@ -32,7 +32,7 @@ export interface HaSnapshot {
   /** False when the election loop has not run for longer than it ever should. */
   loopHealthy: boolean;
   /** The lease record's state as this replica last saw it (held while we hold it); null if unknown or HA is off. */
-  leaseState: 'held' | 'free' | 'barrier' | 'foreign' | 'anomaly' | null;
+  leaseState: 'held' | 'free' | 'barrier' | 'handoff' | 'foreign' | 'anomaly' | null;
   /** Redis' maxmemory-policy as read at connect; null when unknown or HA is off. */
   redisMaxmemoryPolicy: string | null;
   /** Whether Redis keeps every acknowledged write across a restart; null when unknown or HA is off. */

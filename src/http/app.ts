@@ -1,4 +1,5 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { ClusterView } from '../cluster/view';
 import type { HaStatusSource, Role } from '../ha/role';
 
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -19,6 +20,11 @@ export interface HttpDeps {
   metricsText(): Promise<string>;
   /** Monotonic seconds since start. */
   uptimeSeconds(): number;
+  /**
+   * Reads the cluster view from Redis for GET /cluster; null (or absent) with HA disabled, where
+   * there is no cluster to read and /cluster answers 404 saying so.
+   */
+  cluster?: (() => Promise<ClusterView>) | null;
   /** Called with whatever made a handler fail (the client got a 500). */
   onError?: (err: unknown) => void;
 }
@@ -47,7 +53,7 @@ interface Answer {
 type Route = () => Answer | Promise<Answer>;
 
 /**
- * The four endpoints on node:http directly. (Koa and @koa/router served them until 0.2: with
+ * The endpoints on node:http directly. (Koa and @koa/router served them until 0.2: with
  * their dependencies they cost about 12 MiB of resident memory, a fifth of the whole process,
  * and half the /readyz throughput, for four GET routes.) Matching follows what the router did:
  * case-insensitive, one trailing slash allowed, the query string ignored, HEAD answered like GET
@@ -61,6 +67,25 @@ export function isReady(ha: HaStatusSource): boolean {
 const readyFor = (role: Role): boolean => role === 'active';
 
 export function createHttpApp(deps: HttpDeps): HttpApp {
+  // Requests that arrive while a read is in flight share it: a burst of /cluster polls costs Redis
+  // one read, on the connection the lease also uses.
+  let clusterRead: Promise<Answer> | null = null;
+  const readCluster = (read: () => Promise<ClusterView>): Promise<Answer> =>
+    (clusterRead ??= read()
+      .then(
+        (view): Answer => ({ status: 200, type: JSON_TYPE, body: JSON.stringify(view), headers: NO_STORE }),
+        (err: unknown): Answer => ({
+          ...error(
+            503,
+            'cluster view unavailable',
+            `could not read the cluster view from Redis: ${err instanceof Error ? err.message : String(err)}; see /status (redis_connected) and retry`,
+          ),
+          headers: NO_STORE,
+        }),
+      )
+      .finally(() => {
+        clusterRead = null;
+      }));
   const routes = new Map<string, Route>([
     [
       '/readyz',
@@ -110,13 +135,24 @@ export function createHttpApp(deps: HttpDeps): HttpApp {
         return { status: 200, type: JSON_TYPE, body: JSON.stringify(body), headers: NO_STORE };
       },
     ],
+    [
+      '/cluster',
+      () =>
+        deps.cluster
+          ? readCluster(deps.cluster)
+          : error(
+              404,
+              'not found',
+              'the cluster view needs HA (GRINDER_HA_ENABLED=true): with HA disabled this replica is the only one and registers nowhere; see /status',
+            ),
+    ],
   ]);
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const path = pathOf(req.url ?? '/');
     const route = routes.get(routeKey(path));
     if (route === undefined) {
-      send(req, res, error(404, 'not found', `no such path ${path}; try /readyz, /healthz, /metrics or /status`));
+      send(req, res, error(404, 'not found', `no such path ${path}; try /readyz, /healthz, /metrics, /status or /cluster`));
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {

@@ -2,35 +2,39 @@ import { ReplyError } from 'ioredis';
 import { UnexpectedReplyError } from '../redis/commands';
 import type { Config } from '../config';
 import { systemClock } from '../ha/clock';
-import type { LeaderContext } from '../ha/role';
+import type { LeaderWorkContext } from '../library/types';
 import type { LeaderWorkDeps, LeaderWorkPlugin } from '../work';
 
 /**
  * The built-in live work: while ACTIVE, append one record (token, instance, sequence, times) to a
- * Redis stream every interval through a fenced write. It makes leadership observable (who wrote,
- * with which token, with what gaps) and proves the fencing: a rejected write means a newer leader
- * exists, so this replica steps down at once. A leader whose writes keep failing steps down too
+ * Redis stream every interval through the fence handle of its run(work) context, as any leader
+ * work would. It makes leadership observable (who wrote, with which token, with what gaps) and
+ * proves the fencing: a rejected write means a newer leader exists, so this replica steps down at
+ * once. A leader whose writes keep failing steps down too
  * (after `maxConsecutiveFailures`), rather than answering ACTIVE while doing nothing.
  */
 export function liveLeaderWork(config: Config, deps: LeaderWorkDeps): LeaderWorkPlugin | null {
-  if (!config.haEnabled || !config.live.enabled || !deps.fencedStream) return null;
-  const stream = deps.fencedStream(config.live.streamKey, config.live.streamMaxLen);
-  const { maxConsecutiveFailures } = config.live;
+  if (!config.haEnabled || !config.live.enabled) return null;
+  const { maxConsecutiveFailures, streamKey, streamMaxLen } = config.live;
   let lastAcceptedAt: number | null = null;
   let seq = 0;
 
-  const work = async (ctx: LeaderContext): Promise<void> => {
+  const work = async (ctx: LeaderWorkContext): Promise<void> => {
     let failures = 0;
     while (!ctx.signal.aborted) {
       if (!ctx.isLeader()) return;
       seq += 1;
       try {
-        const r = await stream.append(ctx.token, {
-          instance: ctx.instanceId,
-          seq,
-          mono_ms: systemClock.now().toFixed(3),
-          wall_ms: Date.now(),
-        });
+        const r = await ctx.fence.append(
+          streamKey,
+          {
+            instance: ctx.instanceId,
+            seq,
+            mono_ms: systemClock.now().toFixed(3),
+            wall_ms: Date.now(),
+          },
+          { maxLen: streamMaxLen },
+        );
         if (r.accepted) {
           failures = 0;
           lastAcceptedAt = systemClock.now();

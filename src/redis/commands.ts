@@ -18,6 +18,7 @@ declare module 'ioredis' {
       recordKey: string,
       counterKey: string,
       fenceKey: string,
+      initKey: string,
       session: string,
       instanceId: string,
       ttlMs: number,
@@ -26,10 +27,13 @@ declare module 'ioredis' {
       barrierMs: number,
       newVer: string,
       channel: string,
+      fresh: '1' | '',
     ): Result<RawReply, Context>;
     grinderRenew(recordKey: string, token: number, session: string, ttlMs: number, newVer: string, channel: string): Result<RawReply, Context>;
     grinderRelease(recordKey: string, token: number, session: string, newVer: string, channel: string): Result<RawReply, Context>;
     grinderReleaseSession(recordKey: string, session: string, newVer: string, channel: string): Result<RawReply, Context>;
+    grinderHandoff(recordKey: string, token: number, session: string, newVer: string, successor: string, channel: string): Result<RawReply, Context>;
+    grinderDeclare(recordKey: string, counterKey: string, fenceKey: string, initKey: string, windowMs: number): Result<RawReply, Context>;
     grinderFencedAppend(
       streamKey: string,
       fenceKey: string,
@@ -39,6 +43,9 @@ declare module 'ioredis' {
       maxLen: number,
       ...fields: string[]
     ): Result<RawReply, Context>;
+    grinderHeartbeat(membersKey: string, memberKey: string, instanceId: string, ttlMs: number, registration: string): Result<RawReply, Context>;
+    grinderLeave(membersKey: string, memberKey: string, instanceId: string): Result<RawReply, Context>;
+    grinderClusterView(recordKey: string, membersKey: string): Result<RawReply, Context>;
   }
 }
 
@@ -48,7 +55,12 @@ const COMMAND_NAMES: Readonly<Record<string, string>> = {
   renew: 'grinderRenew',
   release: 'grinderRelease',
   'release-session': 'grinderReleaseSession',
+  handoff: 'grinderHandoff',
+  declare: 'grinderDeclare',
   'fenced-append': 'grinderFencedAppend',
+  heartbeat: 'grinderHeartbeat',
+  leave: 'grinderLeave',
+  'cluster-view': 'grinderClusterView',
 };
 
 export const SCRIPTS_DIR = join(__dirname, 'scripts');

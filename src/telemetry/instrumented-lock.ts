@@ -85,6 +85,17 @@ export class InstrumentedLeaseLock implements LeaseLock {
     });
   }
 
+  handOver(lease: Lease, successor: string): Promise<ReleaseResult> {
+    // A release to one named successor: the same operation in metrics and spans.
+    return this.traced('release', lease.token, async (span) => {
+      span.setAttribute(Attr.holder, successor);
+      const r = await this.inner.handOver(lease, successor);
+      span.setAttribute(Attr.result, r.kind === 'released' ? 'handed_over' : r.kind);
+      if (r.kind === 'not_held') this.failed(span, 'release', 'lost', 'the lease was no longer ours to hand over');
+      return r;
+    });
+  }
+
   abandon(): Promise<ReleaseResult> {
     // Usually there is nothing to abandon: not_held is the expected answer, not a failure.
     return this.traced('release', undefined, async (span) => {

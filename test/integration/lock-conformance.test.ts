@@ -5,6 +5,7 @@ import { Redis } from 'ioredis';
 import type { AcquireRequest, AcquireResult, Announcement, Lease, LeaseLock } from '../../src/ha/lock';
 import { RedisLeaseLock } from '../../src/ha/redis-lock';
 import { parseRedisTarget } from '../../src/redis/target';
+import { defineCommands } from '../../src/redis/commands';
 import { leaseKeys } from '../../src/redis/keys';
 import { FakeTime } from '../support/fake-clock';
 import { FakeLeaseStore, FakeLock } from '../support/fake-lock';
@@ -32,6 +33,8 @@ interface StoreUnderTest {
   recordState(): Promise<string | null>;
   /** Announcements heard by a listener on this store, in order (after any delivery delay). */
   heard(): Promise<Announcement[]>;
+  /** `grinder init`: declares a brand-new cluster; false where GRINDER left a record, counter or fence. */
+  declare(): Promise<boolean>;
 }
 
 interface Implementation {
@@ -82,6 +85,11 @@ const fake: Implementation = {
       },
       async heard() {
         return heard;
+      },
+      async declare() {
+        if (s.raw !== null || s.counter !== null || s.fence !== null) return false;
+        s.declared = true;
+        return true;
       },
     };
   },
@@ -139,6 +147,10 @@ const redis: Implementation = {
         }
         return heard;
       },
+      async declare() {
+        const reply = await raw.grinderDeclare(keys.record, keys.counter, keys.fence, keys.init, 60_000);
+        return reply[0] === 1;
+      },
     };
   },
 };
@@ -161,6 +173,7 @@ async function openRedisLock(lockKey: string, instanceId: string, ttlMs: number)
 before(async () => {
   server = await RedisServer.start();
   raw = new Redis(server.url);
+  defineCommands(raw);
   clients.push(raw);
 });
 
@@ -209,6 +222,67 @@ for (const impl of [fake, redis]) {
       const lease = acquired(await b.acquire({ expectedVer: first.ver, floor: 0, barrierMs: TTL }));
       assert.ok(lease.token > 0);
       assert.equal(await store.counter(), String(lease.token));
+    });
+
+    it('on a store declared brand-new, a fresh caller leads at once, and only once', async () => {
+      const store = await impl.store();
+      assert.equal(await store.declare(), true);
+      const a = await store.lock('a');
+      const lease = acquired(await a.acquire({ ...LOOK, fresh: true }));
+      assert.equal(await store.recordState(), 'held');
+      assert.equal(await store.counter(), String(lease.token));
+      assert.ok((await store.heard()).some((h) => h.event === 'acquired' && h.token === lease.token));
+      // Used up: a second fresh caller only looks.
+      const b = await store.lock('b');
+      const seen = await b.acquire({ ...LOOK, fresh: true });
+      assert.equal(seen.kind, 'observed');
+      assert.equal(await store.declare(), false, 'a store where GRINDER led is not brand-new');
+    });
+
+    it('on a store declared brand-new, a caller that is not fresh writes the data-loss barrier, which uses the declaration up', async () => {
+      const store = await impl.store();
+      assert.equal(await store.declare(), true);
+      const a = await store.lock('a');
+      const first = await a.acquire(LOOK);
+      assert.equal(first.kind, 'barrier');
+      const b = await store.lock('b');
+      const seen = await b.acquire({ ...LOOK, fresh: true });
+      assert.equal(seen.kind, 'observed', 'the barrier stands even for a fresh caller');
+      if (seen.kind === 'observed') assert.equal(seen.record.state, 'barrier');
+    });
+
+    it('a declaration does not apply where a fence or counter appeared, and is refused where GRINDER left keys', async () => {
+      const store = await impl.store();
+      assert.equal(await store.declare(), true);
+      await store.setFence('7');
+      const a = await store.lock('a');
+      assert.equal((await a.acquire({ ...LOOK, fresh: true })).kind, 'barrier', 'a fence means leaders wrote here');
+      const other = await impl.store();
+      await other.setCounter('5');
+      assert.equal(await other.declare(), false, 'a counter is GRINDER data');
+      const third = await impl.store();
+      await third.setFence('5');
+      assert.equal(await third.declare(), false, 'so is a fence');
+    });
+
+    it('hands its own leadership to a named successor, announced, which may then take it over; nobody else can hand it', async () => {
+      const store = await impl.store();
+      const { a, lease } = await withLeader(store);
+      const b = await store.lock('b');
+      assert.equal((await b.handOver(lease, 'b')).kind, 'not_held', "not b's to hand over");
+      const handed = await a.handOver(lease, 'b');
+      assert.equal(handed.kind, 'released');
+      assert.equal(await store.recordState(), 'handoff');
+      assert.ok((await store.heard()).some((h) => h.event === 'handoff' && h.instanceId === 'b' && h.token === lease.token));
+      const seen = await b.acquire(LOOK);
+      assert.equal(seen.kind, 'observed');
+      if (seen.kind !== 'observed') return;
+      assert.equal(seen.record.state, 'handoff');
+      assert.equal(seen.record.instanceId, 'b', 'the record names the successor');
+      assert.equal((await a.renew(lease)).kind, 'lost', 'the old holder cannot renew a handed-over lease');
+      assert.equal((await a.handOver(lease, 'c')).kind, 'not_held', 'nor hand it over twice');
+      const next = acquired(await b.acquire({ expectedVer: seen.record.ver, floor: 0, barrierMs: TTL }));
+      assert.ok(next.token > lease.token);
     });
 
     it('answers a look with the record as it stands and writes nothing', async () => {

@@ -75,8 +75,13 @@ describe('script layer', () => {
     assert.deepEqual(
       scripts.map((s) => [s.file, s.command, s.numberOfKeys]),
       [
-        ['acquire-3.lua', 'grinderAcquire', 3],
+        ['acquire-4.lua', 'grinderAcquire', 4],
+        ['cluster-view-2.lua', 'grinderClusterView', 2],
+        ['declare-4.lua', 'grinderDeclare', 4],
         ['fenced-append-4.lua', 'grinderFencedAppend', 4],
+        ['handoff-1.lua', 'grinderHandoff', 1],
+        ['heartbeat-2.lua', 'grinderHeartbeat', 2],
+        ['leave-2.lua', 'grinderLeave', 2],
         ['release-1.lua', 'grinderRelease', 1],
         ['release-session-1.lua', 'grinderReleaseSession', 1],
         ['renew-1.lua', 'grinderRenew', 1],
@@ -84,19 +89,24 @@ describe('script layer', () => {
     );
     for (const s of scripts) {
       assert.ok(!s.lua.includes('@include'), `${s.file}: includes expanded`);
-      assert.ok(s.lua.includes('local function parseRecord'), `${s.file}: shares the record parser`);
+      // Every script that reads the lease record parses it with the one shared parser.
+      if (/redis\.call\('GET', lockKey\)/.test(s.lua)) assert.ok(s.lua.includes('local function parseRecord'), `${s.file}: shares the record parser`);
       assert.match(s.lua, /Input:[\s\S]*KEYS\[1\][\s\S]*Output:/, `${s.file}: header lists KEYS, ARGV and the replies`);
     }
   });
 
   it("puts every derived key in the lock key's Cluster hash slot", () => {
-    assert.deepEqual(leaseKeys('grinder:leader:lock'), {
+    const { member, ...named } = leaseKeys('grinder:leader:lock');
+    assert.deepEqual(named, {
       record: 'grinder:leader:lock',
       counter: '{grinder:leader:lock}:token',
       fence: '{grinder:leader:lock}:fence',
       events: '{grinder:leader:lock}:events',
       liveStream: '{grinder:leader:lock}:live',
+      members: '{grinder:leader:lock}:members',
+      init: '{grinder:leader:lock}:init',
     });
+    assert.equal(member('grinder-1'), '{grinder:leader:lock}:member:grinder-1');
     assert.equal(leaseKeys('{app}:lock').counter, '{app}:lock:token', 'an existing hash tag is kept');
   });
 });

@@ -82,7 +82,16 @@ for (const files of [[HA], [OBS], [HA, OBS], [SENTINEL], [SENTINEL, OBS]]) {
 
 test('the HA file is exactly the runbook topology', () => {
   const cfg = resolved([HA]);
-  assert.deepEqual(Object.keys(cfg.services).sort(), ['grinder_live_1', 'grinder_live_2', 'redis']);
+  assert.deepEqual(Object.keys(cfg.services).sort(), ['grinder_init', 'grinder_live_1', 'grinder_live_2', 'redis']);
+
+  // `grinder init` runs once, after Redis is up and before either replica, with their settings.
+  const init = service(cfg, 'grinder_init');
+  const initCmd = Array.isArray(init.command) ? init.command : [init.command];
+  assert.deepEqual(initCmd, ['node', 'dist/main.js', 'init']);
+  assert.deepEqual(init.depends_on, { redis: { condition: 'service_healthy' } });
+  assert.equal(init.environment?.GRINDER_REDIS_URL, 'redis://redis:6379/0');
+  assert.equal(init.environment?.GRINDER_HA_LOCK_KEY, 'grinder:leader:lock');
+  assert.deepEqual(hostPorts(init), []);
 
   const redis = service(cfg, 'redis');
   assert.equal(redis.container_name, 'grinder-redis');
@@ -111,7 +120,7 @@ test('the HA file is exactly the runbook topology', () => {
     assert.equal(env.GRINDER_HA_RENEW_INTERVAL_MS, '3000');
     assert.equal(env.GRINDER_INSTANCE_ID, name);
     assert.equal(env.GRINDER_METRICS_PORT, '9090');
-    assert.deepEqual(s.depends_on, { redis: { condition: 'service_healthy' } });
+    assert.deepEqual(s.depends_on, { redis: { condition: 'service_healthy' }, grinder_init: { condition: 'service_completed_successfully' } });
     const probe = testArgs(s).join(' ');
     assert.match(probe, /\/healthz/, `${name} healthcheck must probe /healthz`);
     assert.match(probe, /127\.0\.0\.1:9090/);
@@ -205,7 +214,7 @@ test('the observability stack adds Prometheus, Alertmanager, Grafana and Tempo o
     assert.equal(env.OTEL_EXPORTER_OTLP_ENDPOINT, 'http://tempo:4318');
     assert.equal(env.GRINDER_INSTANCE_ID, name);
     assert.equal(env.GRINDER_HA_ENABLED, 'true');
-    assert.deepEqual(service(cfg, name).depends_on, { redis: { condition: 'service_healthy' } });
+    assert.deepEqual(service(cfg, name).depends_on, { redis: { condition: 'service_healthy' }, grinder_init: { condition: 'service_completed_successfully' } });
   }
 
   // Grafana: anonymous viewer, the overview dashboard as home, and that file is really mounted.

@@ -50,7 +50,7 @@ export function parseRecord(v: string | null): Rec | null {
   const m = /^2\|([a-z]+)\|([0-9a-fA-F]+)\|(\d+)\|(\d+)\|(\d+)\|([0-9a-fA-F]*)\|(.*)$/s.exec(v);
   if (!m) return null;
   const state = m[1] as string;
-  if (state !== 'held' && state !== 'free' && state !== 'barrier') return null;
+  if (state !== 'held' && state !== 'free' && state !== 'barrier' && state !== 'handoff') return null;
   const token = tokenInt(m[3] ?? null);
   const ttl = safeInt(m[4] ?? null);
   const maxttl = safeInt(m[5] ?? null);
@@ -76,6 +76,8 @@ export class FakeLeaseStore {
   keyType: 'string' | 'hash' = 'string';
   counter: string | null = null;
   fence: string | null = null;
+  /** `grinder init`'s declaration of a brand-new cluster (the init key exists). */
+  declared = false;
   /** Redis' clock in µs is this plus the fake time; null leaves the clock out of tokens, so they stay small and readable. */
   clockMicrosBase: number | null = null;
   facts: StoreFacts = { maxmemoryPolicy: 'noeviction', durable: true, mode: 'standalone', master: '127.0.0.1:6379', masterChanges: 0, replicasAcked: null };
@@ -103,6 +105,7 @@ export class FakeLeaseStore {
     this.raw = null;
     this.counter = null;
     this.fence = null;
+    this.declared = false;
     this.keyType = 'string';
     for (const l of this.locks) l.emit({ kind: 'disconnected' });
   }
@@ -192,9 +195,11 @@ export class FakeLock implements LeaseLock {
         const b: Rec = { state: 'barrier', ver: s.newVer(), token: newest, ttl: ms, maxttl: ms, session: this.session, instance: this.instanceId };
         s.raw = formatRecord(b);
         s.counter = String(newest);
+        s.declared = false;
         s.announce('barrier', b);
         return { kind: 'barrier', ver: b.ver, ms, reason, newest };
       };
+      if (s.raw === null && s.counter === null && request.fresh === true && s.fence === null && s.declared) return this.take(rec, newest);
       if (s.raw === null) return writeBarrier(s.counter === null ? 'data_loss' : 'record_missing');
       if (floor > known) return writeBarrier('rollback');
       const currentVer = rec ? rec.ver : fakeSha(s.raw);
@@ -216,17 +221,23 @@ export class FakeLock implements LeaseLock {
         }
         return { kind: 'foreign', ver: currentVer, detail: 'not a record', newest };
       }
-      let token = newest + 1;
-      const now = s.nowMicros();
-      if (now > token && now <= TOKEN_LIMIT) token = now;
-      if (token > TOKEN_LIMIT) return { kind: 'anomaly', reason: 'invalid_value', detail: 'tokens exhausted' };
-      const maxttl = rec && rec.state !== 'barrier' ? Math.max(this.ttlMs, rec.ttl) : this.ttlMs;
-      const held: Rec = { state: 'held', ver: s.newVer(), token, ttl: this.ttlMs, maxttl, session: this.session, instance: this.instanceId };
-      s.raw = formatRecord(held);
-      s.counter = String(token);
-      s.announce('acquired', held);
-      return { kind: 'acquired', lease: { token, ver: held.ver } };
+      return this.take(rec, newest);
     });
+  }
+
+  private take(rec: Rec | null, newest: number): AcquireResult {
+    const s = this.store;
+    let token = newest + 1;
+    const now = s.nowMicros();
+    if (now > token && now <= TOKEN_LIMIT) token = now;
+    if (token > TOKEN_LIMIT) return { kind: 'anomaly', reason: 'invalid_value', detail: 'tokens exhausted' };
+    const maxttl = rec && rec.state !== 'barrier' ? Math.max(this.ttlMs, rec.ttl) : this.ttlMs;
+    const held: Rec = { state: 'held', ver: s.newVer(), token, ttl: this.ttlMs, maxttl, session: this.session, instance: this.instanceId };
+    s.raw = formatRecord(held);
+    s.counter = String(token);
+    s.declared = false;
+    s.announce('acquired', held);
+    return { kind: 'acquired', lease: { token, ver: held.ver } };
   }
 
   renew(lease: Lease): Promise<RenewResult> {
@@ -248,6 +259,18 @@ export class FakeLock implements LeaseLock {
 
   release(lease: Lease): Promise<ReleaseResult> {
     return this.run('release', () => this.free((rec) => rec.token === lease.token && rec.session === this.session));
+  }
+
+  handOver(lease: Lease, successor: string): Promise<ReleaseResult> {
+    return this.run('release', (): ReleaseResult => {
+      const s = this.store;
+      const rec = s.record();
+      if (!rec || rec.state !== 'held' || rec.token !== lease.token || rec.session !== this.session) return { kind: 'not_held' };
+      const next: Rec = { ...rec, state: 'handoff', ver: s.newVer(), instance: successor };
+      s.raw = formatRecord(next);
+      s.announce('handoff', next);
+      return { kind: 'released', ver: next.ver };
+    });
   }
 
   abandon(): Promise<ReleaseResult> {

@@ -30,7 +30,7 @@ interface SimReplica {
 }
 
 /** A store that has seen GRINDER before (a free record, token 100) unless `fresh`: a Redis that never did, or lost its data. */
-function simulate(n: number, opts: { fresh?: boolean } = {}): Sim {
+function simulate(n: number, opts: { fresh?: boolean; work?: (ctx: LeaderContext, id: string) => Promise<void> | void } = {}): Sim {
   const time = new FakeTime();
   const store = new FakeLeaseStore(time);
   if (!opts.fresh) store.setFree(100, TTL);
@@ -54,6 +54,7 @@ function simulate(n: number, opts: { fresh?: boolean } = {}): Sim {
     elector.onLeading(async (ctx) => {
       contexts.push(ctx);
       starts.push({ at: time.now(), id, token: ctx.token });
+      if (opts.work) return opts.work(ctx, id);
       await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve()));
     });
     return { id, clock, lock, elector, transitions, contexts };
@@ -534,5 +535,284 @@ describe('LeaderElector', () => {
     a.clock.paused = true;
     await sim.time.advance(lastRenewal + TTL + 50 - sim.time.now());
     assert.equal(b.elector.currentRole(), 'active', 'taken over within one look of the lease end, not a poll later');
+  });
+});
+
+/** Starts `starting` and advances until one of them has begun leading (its work may end at once). */
+async function firstStart(sim: Sim, starting: SimReplica[]): Promise<void> {
+  for (const r of starting) r.elector.start();
+  for (let t = 0; t <= 2 * TTL && sim.starts.length === 0; t++) await sim.time.advance(1);
+  assert.ok(sim.starts.length > 0, 'nobody led within 2 TTL of the start');
+}
+
+/** Work that ignores its signal and ends only when the test says so. */
+function stubbornWork(): { work: () => Promise<void>; finish: () => void; running: () => boolean } {
+  let finish = (): void => undefined;
+  let running = false;
+  return {
+    work: () => {
+      running = true;
+      return new Promise<void>((resolve) => {
+        finish = () => {
+          running = false;
+          resolve();
+        };
+      });
+    },
+    finish: () => finish(),
+    running: () => running,
+  };
+}
+
+describe('LeaderElector supervising the leader work', () => {
+  it('work that returns while leading makes the replica resign, and the standby leads with a higher token', async () => {
+    let runs = 0;
+    const sim = simulate(2, {
+      work: async (ctx, id) => {
+        if (id === 'r0' && runs++ === 0) return; // done at once: nothing left to lead for
+        await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve()));
+      },
+    });
+    const [a, b] = sim.replicas as [SimReplica, SimReplica];
+    await firstStart(sim, [a]);
+    b.elector.start();
+    await sim.time.advanceChecking(5, 1, () => assertAtMostOneActive(sim));
+    assert.deepEqual(a.transitions.slice(-2), [
+      ['standby', 'active'],
+      ['active', 'standby'],
+    ]);
+    await sim.time.advanceChecking(RENEW, 1, () => assertAtMostOneActive(sim));
+    assert.equal(b.elector.currentRole(), 'active', 'the released lease went to the standby');
+    assert.ok((b.contexts[0]?.token ?? 0) > (a.contexts[0]?.token ?? 0));
+    assert.equal(a.elector.currentRole(), 'standby');
+  });
+
+  it('work that throws makes the replica resign with back-off instead of staying ACTIVE with nothing running', async () => {
+    const sim = simulate(1, {
+      work: () => {
+        throw new Error('boom');
+      },
+    });
+    const [a] = sim.replicas as [SimReplica];
+    await firstStart(sim, [a]);
+    const ledAt = sim.time.now();
+    await sim.time.advance(1);
+    assert.equal(a.elector.currentRole(), 'standby', 'resigned right after the work threw');
+    assert.equal(sim.store.record()?.state, 'free', 'and released the lease: the work had ended');
+    for (let t = 0; t < 3 * TTL && a.contexts.length === 1; t++) await sim.time.advance(1);
+    const second = sim.starts[1];
+    assert.ok(second, 'led again after its back-off');
+    assert.ok(second.at - ledAt >= RENEW, `not before the back-off of one renew interval (led again after ${second.at - ledAt} ms)`);
+  });
+
+  it('work that ignores the signal keeps the lease held after a resignation until it ends, then the standby takes over at once', async () => {
+    const stubborn = stubbornWork();
+    const sim = simulate(2, { work: (ctx, id) => (id === 'r0' ? stubborn.work() : new Promise<void>((r) => ctx.signal.addEventListener('abort', () => r()))) });
+    const [a, b] = sim.replicas as [SimReplica, SimReplica];
+    await firstLeader(sim, [a]);
+    b.elector.start();
+    await sim.time.advance(1);
+    a.contexts[0]?.resign('test');
+    assert.equal(a.elector.currentRole(), 'standby');
+    // Inside the lease and r0's back-off (one renew interval): still held by r0, nobody else leads.
+    await sim.time.advanceChecking(RENEW - 50, 1, () => {
+      assertAtMostOneActive(sim);
+      assert.equal(b.elector.currentRole(), 'standby', 'no takeover while the old work runs');
+      assert.equal(a.contexts.length, 1, 'no second run while the first is still running');
+    });
+    const rec = sim.store.record();
+    assert.equal(rec?.state, 'held');
+    assert.equal(rec?.instance, 'r0', 'the lease stays held while the work runs');
+    stubborn.finish();
+    await sim.time.advance(2);
+    assert.equal(b.elector.currentRole(), 'active', 'released once the work ended, and taken at once');
+  });
+
+  it('work that never ends: the lease is not released, and the standby takes over only when it runs out', async () => {
+    const stubborn = stubbornWork();
+    const sim = simulate(2, { work: (ctx, id) => (id === 'r0' ? stubborn.work() : new Promise<void>((r) => ctx.signal.addEventListener('abort', () => r()))) });
+    const [a, b] = sim.replicas as [SimReplica, SimReplica];
+    let lastRenewal = 0;
+    b.lock.subscribe((e) => {
+      const an = e.kind === 'announcement' ? e.announcement : null;
+      if (an && an.instanceId === 'r0' && (an.event === 'renewed' || an.event === 'acquired')) lastRenewal = sim.time.now();
+    });
+    await firstLeader(sim, [a]);
+    b.elector.start();
+    await sim.time.advance(2 * RENEW);
+    a.contexts[0]?.resign('test');
+    const resignedAt = sim.time.now();
+    let takenAt: number | null = null;
+    await sim.time.advanceChecking(2 * TTL, 1, () => {
+      assertAtMostOneActive(sim);
+      if (takenAt === null && b.elector.currentRole() === 'active') takenAt = sim.time.now();
+    });
+    assert.ok(takenAt !== null, 'the standby leads once the lease ran out');
+    assert.ok(takenAt >= lastRenewal + TTL, `not before the lease ran out (last renewal ${lastRenewal}, taken at ${takenAt}, resigned at ${resignedAt})`);
+    assert.equal(a.contexts.length, 1, 'r0 never led again while its work still ran');
+    assert.equal(stubborn.running(), true);
+  });
+
+  it('stop() after a resignation whose work is still ending: releases the lease once the work ends within the grace', async () => {
+    const stubborn = stubbornWork();
+    const sim = simulate(1, { work: () => stubborn.work() });
+    const [a] = sim.replicas as [SimReplica];
+    await firstLeader(sim);
+    a.contexts[0]?.resign('fenced write rejected');
+    let stopped = false;
+    void a.elector.stop(500).then(() => (stopped = true));
+    await sim.time.advance(100);
+    assert.equal(sim.store.record()?.state, 'held', 'held while the work runs');
+    stubborn.finish();
+    await sim.time.advance(2);
+    assert.equal(stopped, true);
+    assert.equal(sim.store.record()?.state, 'free', 'released by the stop, once the work ended');
+    const snapshot = a.elector.snapshot();
+    assert.notEqual(snapshot.holder, 'r0', 'a stopped replica does not claim to hold anything');
+  });
+
+  it('stop() with work that ignores the signal: waits the grace, then exits without releasing the lease', async () => {
+    const stubborn = stubbornWork();
+    const sim = simulate(1, { work: () => stubborn.work() });
+    const [a] = sim.replicas as [SimReplica];
+    await firstLeader(sim);
+    let stopped = false;
+    void a.elector.stop(200).then(() => (stopped = true));
+    await sim.time.advance(199);
+    assert.equal(stopped, false, 'waits for the work, up to the grace');
+    await sim.time.advance(2);
+    assert.equal(stopped, true);
+    assert.equal(sim.store.record()?.state, 'held', 'not released: the work may still be writing');
+  });
+});
+
+describe('LeaderElector planned switchover', () => {
+  it('hands the lease to the named standby, which leads at once; the other standby keeps waiting', async () => {
+    const sim = simulate(3);
+    const [a, b, c] = sim.replicas as [SimReplica, SimReplica, SimReplica];
+    await firstLeader(sim, [a]);
+    b.elector.start();
+    c.elector.start();
+    await sim.time.advance(RENEW);
+    const result = a.elector.handOver('r2');
+    let takenAt: number | null = null;
+    const from = sim.time.now();
+    await sim.time.advanceChecking(50, 1, () => {
+      assertAtMostOneActive(sim);
+      if (takenAt === null && c.elector.currentRole() === 'active') takenAt = sim.time.now();
+    });
+    assert.equal(await result, 'handed_over');
+    assert.ok(takenAt !== null && takenAt - from <= 2, `the successor led within 2 ms (at ${takenAt}, asked at ${from})`);
+    assert.equal(b.elector.currentRole(), 'standby');
+    assert.equal(a.elector.currentRole(), 'standby');
+    assertTokensIncrease(sim);
+    // The old leader and the other standby wait; the new leader keeps it.
+    await sim.time.advanceChecking(3 * TTL, 7, () => assert.equal(c.elector.currentRole(), 'active'));
+  });
+
+  it('a successor that missed the announcement takes the handoff at its next look', async () => {
+    const sim = simulate(2);
+    const [a, b] = sim.replicas as [SimReplica, SimReplica];
+    await firstLeader(sim, [a]);
+    b.elector.start();
+    await sim.time.advance(RENEW);
+    b.lock.deaf = true;
+    const from = sim.time.now();
+    void a.elector.handOver('r1');
+    let takenAt: number | null = null;
+    await sim.time.advanceChecking(2 * RENEW, 1, () => {
+      assertAtMostOneActive(sim);
+      if (takenAt === null && b.elector.currentRole() === 'active') takenAt = sim.time.now();
+    });
+    assert.ok(takenAt !== null && takenAt - from <= RENEW + 1, `led at its next look (${takenAt === null ? 'never' : takenAt - from} ms)`);
+  });
+
+  it('a handoff to a successor that never comes costs one TTL, then another standby leads', async () => {
+    const sim = simulate(2);
+    const [a, b] = sim.replicas as [SimReplica, SimReplica];
+    await firstLeader(sim, [a]);
+    b.elector.start();
+    await sim.time.advance(RENEW);
+    const from = sim.time.now();
+    assert.equal(await a.elector.handOver('gone'), 'handed_over');
+    let takenAt: number | null = null;
+    await sim.time.advanceChecking(2 * TTL, 1, () => {
+      assertAtMostOneActive(sim);
+      if (takenAt === null && sim.replicas.some((r) => r.elector.currentRole() === 'active')) takenAt = sim.time.now();
+    });
+    assert.ok(
+      takenAt !== null && takenAt - from >= TTL,
+      `nobody led before the handoff stood one TTL (led ${takenAt === null ? 'never' : takenAt - from} ms after)`,
+    );
+    assertTokensIncrease(sim);
+  });
+
+  it('acts on a switchover request only when it names this replica as the leader', async () => {
+    const { sim, a, b } = await leaderAndStandby();
+    b.lock.emit({ kind: 'switchover', request: { id: '01', from: 'r1', to: 'r0' } }); // b does not lead
+    a.lock.emit({ kind: 'switchover', request: { id: '02', from: 'someone', to: 'r1' } }); // not a
+    await sim.time.advance(5);
+    assert.equal(a.elector.currentRole(), 'active');
+    a.lock.emit({ kind: 'switchover', request: { id: '03', from: 'r0', to: 'r1' } });
+    await sim.time.advanceChecking(5, 1, () => assertAtMostOneActive(sim));
+    assert.equal(b.elector.currentRole(), 'active');
+  });
+
+  it('waits for the leader work to end before handing over', async () => {
+    const stubborn = stubbornWork();
+    const sim = simulate(2, { work: (ctx, id) => (id === 'r0' ? stubborn.work() : new Promise<void>((r) => ctx.signal.addEventListener('abort', () => r()))) });
+    const [a, b] = sim.replicas as [SimReplica, SimReplica];
+    await firstLeader(sim, [a]);
+    b.elector.start();
+    await sim.time.advance(1);
+    void a.elector.handOver('r1');
+    await sim.time.advanceChecking(100, 1, () => assert.equal(b.elector.currentRole(), 'standby'));
+    stubborn.finish();
+    await sim.time.advance(2);
+    assert.equal(b.elector.currentRole(), 'active');
+  });
+});
+
+describe('LeaderElector on a cluster declared brand-new (grinder init)', () => {
+  it('leads at once instead of after the data-loss barrier', async () => {
+    const sim = simulate(2, { fresh: true });
+    sim.store.declared = true;
+    const t0 = sim.time.now();
+    await firstLeader(sim);
+    assert.ok(sim.time.now() - t0 <= 2, `led ${sim.time.now() - t0} ms after the start`);
+    await sim.time.advanceChecking(2 * TTL, 1, () => assertAtMostOneActive(sim));
+    assert.equal(sim.starts.length, 1);
+    assert.equal(sim.store.declared, false, 'the declaration is used up');
+  });
+
+  it('without the declaration the first leader still waits out the barrier', async () => {
+    const sim = simulate(2, { fresh: true });
+    const t0 = sim.time.now();
+    await firstLeader(sim);
+    assert.ok(sim.time.now() - t0 >= TTL, `led ${sim.time.now() - t0} ms after the start`);
+  });
+
+  it('a replica that saw a break in its connection writes the barrier even on a declared cluster', async () => {
+    const sim = simulate(1, { fresh: true });
+    const [a] = sim.replicas as [SimReplica];
+    sim.store.declared = true;
+    a.lock.emit({ kind: 'disconnected' });
+    const t0 = sim.time.now();
+    await firstLeader(sim);
+    assert.ok(sim.time.now() - t0 >= TTL, `led ${sim.time.now() - t0} ms after the start`);
+  });
+
+  it('a Redis that loses its data later gets the barrier again', async () => {
+    const sim = simulate(2, { fresh: true });
+    sim.store.declared = true;
+    await firstLeader(sim);
+    sim.store.loseData();
+    const lostAt = sim.time.now();
+    await sim.time.advanceChecking(3 * TTL, 1, () => {
+      assertAtMostOneActive(sim);
+      const active = sim.starts.length > 1;
+      if (active) assert.ok((sim.starts[1]?.at ?? 0) - lostAt >= TTL, 'no new leader before the barrier stood one TTL');
+    });
+    assert.equal(sim.starts.length, 2);
   });
 });

@@ -251,7 +251,7 @@ describe('HTTP contract', () => {
       const r = await request('/nope');
       assert.equal(r.status, 404);
       assert.equal(r.headers.get('content-type'), JSON_TYPE);
-      assert.deepEqual(JSON.parse(r.body), { error: 'not found', detail: 'no such path /nope; try /readyz, /healthz, /metrics or /status' });
+      assert.deepEqual(JSON.parse(r.body), { error: 'not found', detail: 'no such path /nope; try /readyz, /healthz, /metrics, /status or /cluster' });
     });
 
     it('answers 404 JSON for an unknown path whatever the method', async () => {

@@ -633,6 +633,10 @@ class ScriptedLock implements LeaseLock {
     this.calls.push(`release ${lease.token}`);
     return this.releaseAnswer();
   }
+  handOver(lease: Lease, successor: string): Promise<ReleaseResult> {
+    this.calls.push(`handOver ${lease.token} ${successor}`);
+    return this.releaseAnswer();
+  }
   abandon(): Promise<ReleaseResult> {
     this.calls.push('abandon');
     return this.releaseAnswer();

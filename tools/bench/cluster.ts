@@ -17,6 +17,33 @@ export interface LeaseTimingConfig {
 
 export const LOCK_KEY = 'grinder:leader:lock';
 
+/** What a replica and the `grinder` commands are given: the same GRINDER_* settings an operator's would be. */
+export function clusterEnv(redisUrl: string, timing: LeaseTimingConfig): Record<string, string> {
+  return {
+    GRINDER_REDIS_URL: redisUrl,
+    GRINDER_HA_LOCK_TTL_MS: String(timing.ttlMs),
+    GRINDER_HA_RENEW_INTERVAL_MS: String(timing.renewMs),
+    GRINDER_HA_LOCK_KEY: LOCK_KEY,
+  };
+}
+
+/**
+ * One bench replica's environment. The failover scenarios log at warn; the ones that read the
+ * replicas' "role changed" lines need info, which is where those are logged.
+ */
+export function replicaEnv(redisUrl: string, timing: LeaseTimingConfig, instanceId: string, logLevel: 'warn' | 'info'): Record<string, string> {
+  return {
+    GRINDER_HA_ENABLED: 'true',
+    ...clusterEnv(redisUrl, timing),
+    GRINDER_INSTANCE_ID: instanceId,
+    GRINDER_LOG_LEVEL: logLevel,
+  };
+}
+
+export interface PairOptions {
+  logLevel?: 'warn' | 'info';
+}
+
 /** The lease as its last announcement showed it, on the bench's own monotonic clock. */
 export interface LeaseReading {
   /** Instance id of the holder, or null before any acquisition was announced. */
@@ -37,17 +64,21 @@ export class Pair {
   readonly redis: RedisServer;
   readonly timing: LeaseTimingConfig;
   readonly replicas: BenchReplica[] = [];
+  /** Every replica process this pair started, in order, restarted ones included. */
+  readonly started: BenchReplica[] = [];
   private readonly ports: number[] = [];
   private readonly subscriber: Redis;
   private last: LeaseReading = { holder: null, expiresAt: null };
   private readonly snapshot: DistSnapshot;
   private readonly res: Resources;
+  private readonly logLevel: 'warn' | 'info';
 
-  private constructor(redis: RedisServer, timing: LeaseTimingConfig, snapshot: DistSnapshot, res: Resources) {
+  private constructor(redis: RedisServer, timing: LeaseTimingConfig, snapshot: DistSnapshot, res: Resources, opts: PairOptions) {
     this.redis = redis;
     this.timing = timing;
     this.snapshot = snapshot;
     this.res = res;
+    this.logLevel = opts.logLevel ?? 'warn';
     this.subscriber = new Redis(redis.url, { retryStrategy: () => 50, maxRetriesPerRequest: null });
     this.subscriber.on('error', () => {
       // Redis is restarted on purpose; the scenarios that read the lease run while it is up.
@@ -60,9 +91,9 @@ export class Pair {
     void this.subscriber.subscribe(leaseKeys(LOCK_KEY).events).catch(() => undefined);
   }
 
-  static async start(timing: LeaseTimingConfig, snapshot: DistSnapshot, res: Resources): Promise<Pair> {
+  static async start(timing: LeaseTimingConfig, snapshot: DistSnapshot, res: Resources, opts: PairOptions = {}): Promise<Pair> {
     const redis = res.redis(await RedisServer.start({ persistent: true }));
-    const pair = new Pair(redis, timing, snapshot, res);
+    const pair = new Pair(redis, timing, snapshot, res, opts);
     await pair.startReplica(0);
     await pair.startReplica(1);
     return pair;
@@ -72,20 +103,23 @@ export class Pair {
     return `bench-${i + 1}`;
   }
 
-  private env(i: number): Record<string, string> {
-    return {
-      GRINDER_HA_ENABLED: 'true',
-      GRINDER_REDIS_URL: this.redis.url,
-      GRINDER_HA_LOCK_TTL_MS: String(this.timing.ttlMs),
-      GRINDER_HA_RENEW_INTERVAL_MS: String(this.timing.renewMs),
-      GRINDER_HA_LOCK_KEY: LOCK_KEY,
-      GRINDER_INSTANCE_ID: this.instanceId(i),
-      GRINDER_LOG_LEVEL: 'warn',
-    };
+  /** The settings `grinder` commands need to act on this pair. */
+  cliEnv(): Record<string, string> {
+    return clusterEnv(this.redis.url, this.timing);
   }
 
   async startReplica(i: number): Promise<BenchReplica> {
-    const r = await BenchReplica.start(this.snapshot, this.instanceId(i), this.env(i), (x) => this.res.replica(x), this.ports[i]);
+    const env = replicaEnv(this.redis.url, this.timing, this.instanceId(i), this.logLevel);
+    const r = await BenchReplica.start(
+      this.snapshot,
+      this.instanceId(i),
+      env,
+      (x) => {
+        this.res.replica(x);
+        this.started.push(x);
+      },
+      this.ports[i],
+    );
     this.ports[i] = r.port;
     this.replicas[i] = r;
     return r;

@@ -5,7 +5,9 @@ import type { Agent } from 'node:http';
 import { freePort } from '../../test/support/ports';
 import { REPO_ROOT } from '../../test/support/replica';
 import { waitFor } from '../../test/support/wait';
+import { monoNow } from '../chaos/processes';
 import { keepAliveAgent, readyRole, get, type ReadyRole } from './http';
+import { LineSplitter, parseRoleChange, type RoleRecord } from './role-log';
 
 /**
  * A private copy of dist/ for this run. Other people rebuild dist/ (`npm test` starts with
@@ -41,6 +43,10 @@ export class BenchReplica {
   readonly port: number;
   readonly agent: Agent;
   readonly exited: Promise<number | null>;
+  /** Its "role changed" log lines (logged at info: only a replica started with GRINDER_LOG_LEVEL=info has them). */
+  readonly roleChanges: RoleRecord[] = [];
+  /** monoNow() when the process was seen to exit, null while it runs. */
+  exitedMonoMs: number | null = null;
   private readonly proc: ChildProcess;
   private readonly output: string[] = [];
   private exitCode: number | null | undefined;
@@ -52,6 +58,7 @@ export class BenchReplica {
     this.agent = keepAliveAgent(2);
     this.exited = new Promise((resolve) => {
       proc.once('exit', (code, signal) => {
+        this.exitedMonoMs = monoNow();
         this.exitCode = code;
         this.agent.destroy();
         resolve(code ?? (signal ? -1 : null));
@@ -61,7 +68,14 @@ export class BenchReplica {
       this.output.push(chunk.toString());
       if (this.output.length > 200) this.output.shift();
     };
-    proc.stdout?.on('data', keep);
+    const lines = new LineSplitter();
+    proc.stdout?.on('data', (chunk: Buffer) => {
+      keep(chunk);
+      for (const line of lines.push(chunk.toString())) {
+        const r = parseRoleChange(line);
+        if (r) this.roleChanges.push(r);
+      }
+    });
     proc.stderr?.on('data', keep);
   }
 

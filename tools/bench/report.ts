@@ -2,6 +2,7 @@ import type { LeaseTimingConfig } from './cluster';
 import type { SentinelResult } from './sentinel';
 import { COST_TARGETS, type CostResult } from './cost';
 import type { CrashResult, GracefulResult, LoadAndMemory, LoadRun, RecoveryResult, Series } from './scenarios';
+import type { InitResult, SwitchoverResult } from './commands';
 
 export interface Machine {
   cpus: number;
@@ -12,13 +13,16 @@ export interface Machine {
   redisServer: string;
 }
 
+/** One lease timing's results; a scenario left out with --only is null. */
 export interface ConfigResult {
   timing: LeaseTimingConfig;
-  /** Fresh Redis to the first ACTIVE replica (one TTL: the data-loss barrier). */
-  firstActiveMs: number;
-  crash: CrashResult;
-  graceful: GracefulResult;
-  redisRestart: RecoveryResult;
+  /** Fresh Redis to the first ACTIVE replica (one TTL: the data-loss barrier); null when no failover scenario ran. */
+  firstActiveMs: number | null;
+  crash: CrashResult | null;
+  graceful: GracefulResult | null;
+  redisRestart: RecoveryResult | null;
+  switchover: SwitchoverResult | null;
+  init: InitResult | null;
 }
 
 export interface Target {
@@ -33,7 +37,7 @@ export interface BenchResult {
   date: string;
   machine: Machine;
   git: { commit: string; srcDirty: boolean };
-  options: { trials: number; quick: boolean; connections: number; loadSeconds: number };
+  options: { trials: number; quick: boolean; connections: number; loadSeconds: number; only: string[] | null };
   configs: ConfigResult[];
   load: LoadAndMemory | null;
   /** Leader recovery after a Sentinel master kill; null when that part did not run. */
@@ -53,6 +57,10 @@ export const TARGETS = {
    * back, SAFETY note): recovery is one TTL plus reconnecting and a look, at most this much more.
    */
   redisRecoveryOverTtlMs: 1_000,
+  /** `grinder switchover`: old leader's step-down → new leader's start, median (and no overlap). */
+  switchoverGapMedianMs: 100,
+  /** `grinder init` on a fresh Redis: replicas spawned → first leader, in every trial. */
+  initFirstLeaderMaxMs: 2_000,
 };
 
 const recoveryMaxMs = (ttlMs: number): number => ttlMs + TARGETS.redisRecoveryOverTtlMs;
@@ -61,35 +69,61 @@ export function evaluateTargets(configs: readonly ConfigResult[]): Target[] {
   const out: Target[] = [];
   for (const c of configs) {
     const timing = `${c.timing.ttlMs}/${c.timing.renewMs}`;
-    const after = c.crash.afterExpiry.summary;
-    out.push({
-      name: "crash: ACTIVE after the dead leader's lease expired",
-      timing,
-      rule: `median ≤ ${TARGETS.crashAfterExpiryMedianMs} ms, every trial ≤ ${TARGETS.crashAfterExpiryMaxMs} ms`,
-      measuredMs: after?.median ?? null,
-      met:
-        after !== null &&
-        after !== undefined &&
-        after.median <= TARGETS.crashAfterExpiryMedianMs &&
-        after.max <= TARGETS.crashAfterExpiryMaxMs &&
-        c.crash.failures.length === 0,
-    });
-    const graceful = c.graceful.handover.summary?.median ?? null;
-    out.push({
-      name: 'graceful handover',
-      timing,
-      rule: `median < ${TARGETS.gracefulMedianMs} ms`,
-      measuredMs: graceful,
-      met: graceful !== null && graceful < TARGETS.gracefulMedianMs && c.graceful.failures.length === 0,
-    });
-    const rec = c.redisRestart.recovery.summary?.max ?? null;
-    out.push({
-      name: 'Redis restart to one ACTIVE',
-      timing,
-      rule: `every trial < TTL + ${TARGETS.redisRecoveryOverTtlMs} ms`,
-      measuredMs: rec,
-      met: rec !== null && rec < recoveryMaxMs(c.timing.ttlMs) && c.redisRestart.failures.length === 0 && c.redisRestart.doubleActivePolls === 0,
-    });
+    if (c.crash) {
+      const after = c.crash.afterExpiry.summary;
+      out.push({
+        name: "crash: ACTIVE after the dead leader's lease expired",
+        timing,
+        rule: `median ≤ ${TARGETS.crashAfterExpiryMedianMs} ms, every trial ≤ ${TARGETS.crashAfterExpiryMaxMs} ms`,
+        measuredMs: after?.median ?? null,
+        met:
+          after !== null &&
+          after !== undefined &&
+          after.median <= TARGETS.crashAfterExpiryMedianMs &&
+          after.max <= TARGETS.crashAfterExpiryMaxMs &&
+          c.crash.failures.length === 0,
+      });
+    }
+    if (c.graceful) {
+      const graceful = c.graceful.handover.summary?.median ?? null;
+      out.push({
+        name: 'graceful handover',
+        timing,
+        rule: `median < ${TARGETS.gracefulMedianMs} ms`,
+        measuredMs: graceful,
+        met: graceful !== null && graceful < TARGETS.gracefulMedianMs && c.graceful.failures.length === 0,
+      });
+    }
+    if (c.redisRestart) {
+      const rec = c.redisRestart.recovery.summary?.max ?? null;
+      out.push({
+        name: 'Redis restart to one ACTIVE',
+        timing,
+        rule: `every trial < TTL + ${TARGETS.redisRecoveryOverTtlMs} ms`,
+        measuredMs: rec,
+        met: rec !== null && rec < recoveryMaxMs(c.timing.ttlMs) && c.redisRestart.failures.length === 0 && c.redisRestart.doubleActivePolls === 0,
+      });
+    }
+    if (c.switchover) {
+      const gap = c.switchover.gap.summary?.median ?? null;
+      out.push({
+        name: 'switchover gap',
+        timing,
+        rule: `median < ${TARGETS.switchoverGapMedianMs} ms, no overlap`,
+        measuredMs: gap,
+        met: gap !== null && gap < TARGETS.switchoverGapMedianMs && c.switchover.overlaps === 0 && c.switchover.failures.length === 0,
+      });
+    }
+    if (c.init) {
+      const first = c.init.withInit.firstLeader.summary?.max ?? null;
+      out.push({
+        name: 'init: first leader',
+        timing,
+        rule: `every trial < ${TARGETS.initFirstLeaderMaxMs} ms`,
+        measuredMs: first,
+        met: first !== null && first < TARGETS.initFirstLeaderMaxMs && c.init.withInit.failures.length === 0,
+      });
+    }
   }
   return out;
 }
@@ -119,31 +153,69 @@ export function renderMarkdown(r: BenchResult): string {
   for (const c of r.configs) {
     const timing = `${c.timing.ttlMs}/${c.timing.renewMs}`;
     const t = (prefix: string): Target | undefined => r.targets.find((x) => x.timing === timing && x.name.startsWith(prefix));
-    lines.push(seriesRow("Crash failover: SIGKILL of the ACTIVE → the other's 200 on /readyz", c, c.crash.failover, '—', ''));
-    lines.push(seriesRow('… lease time left at the kill (last renewal + TTL)', c, c.crash.leaseLeftAtKill, '—', ''));
-    lines.push(
-      seriesRow(
-        "… ACTIVE after the dead leader's lease expired",
-        c,
-        c.crash.afterExpiry,
-        `median ≤ ${TARGETS.crashAfterExpiryMedianMs} ms, max ≤ ${TARGETS.crashAfterExpiryMaxMs} ms`,
-        yes(t('crash')),
-      ),
-    );
-    lines.push(
-      seriesRow(
-        "Graceful handover: SIGTERM of the ACTIVE → the other's 200",
-        c,
-        c.graceful.handover,
-        `median < ${TARGETS.gracefulMedianMs} ms`,
-        yes(t('graceful')),
-      ),
-    );
-    lines.push(
-      seriesRow('Redis restart: redis-server started → exactly one 200', c, c.redisRestart.recovery, `< ${recoveryMaxMs(c.timing.ttlMs)} ms`, yes(t('Redis'))),
-    );
-    lines.push(seriesRow('… from Redis answering PING', c, c.redisRestart.fromRedisAnswering, '—', ''));
-    lines.push(seriesRow('… (before it) Redis killed → both replicas STANDBY', c, c.redisRestart.bothStandbyAfterLoss, '—', ''));
+    if (c.crash) {
+      lines.push(seriesRow("Crash failover: SIGKILL of the ACTIVE → the other's 200 on /readyz", c, c.crash.failover, '—', ''));
+      lines.push(seriesRow('… lease time left at the kill (last renewal + TTL)', c, c.crash.leaseLeftAtKill, '—', ''));
+      lines.push(
+        seriesRow(
+          "… ACTIVE after the dead leader's lease expired",
+          c,
+          c.crash.afterExpiry,
+          `median ≤ ${TARGETS.crashAfterExpiryMedianMs} ms, max ≤ ${TARGETS.crashAfterExpiryMaxMs} ms`,
+          yes(t('crash')),
+        ),
+      );
+    }
+    if (c.graceful) {
+      lines.push(
+        seriesRow(
+          "Graceful handover: SIGTERM of the ACTIVE → the other's 200",
+          c,
+          c.graceful.handover,
+          `median < ${TARGETS.gracefulMedianMs} ms`,
+          yes(t('graceful')),
+        ),
+      );
+    }
+    if (c.redisRestart) {
+      lines.push(
+        seriesRow(
+          'Redis restart: redis-server started → exactly one 200',
+          c,
+          c.redisRestart.recovery,
+          `< ${recoveryMaxMs(c.timing.ttlMs)} ms`,
+          yes(t('Redis')),
+        ),
+      );
+      lines.push(seriesRow('… from Redis answering PING', c, c.redisRestart.fromRedisAnswering, '—', ''));
+      lines.push(seriesRow('… (before it) Redis killed → both replicas STANDBY', c, c.redisRestart.bothStandbyAfterLoss, '—', ''));
+    }
+    if (c.switchover) {
+      lines.push(
+        seriesRow(
+          'Switchover: old leader steps down → new leader ACTIVE (their role-change lines)',
+          c,
+          c.switchover.gap,
+          `median < ${TARGETS.switchoverGapMedianMs} ms, no overlap`,
+          yes(t('switchover')),
+        ),
+      );
+      lines.push(seriesRow('… `grinder switchover --to ID` spawned → exited 0', c, c.switchover.command, '—', ''));
+      lines.push(seriesRow("… the command's own figure: its first read → the new lease seen", c, c.switchover.reported, '—', ''));
+    }
+    if (c.init) {
+      lines.push(
+        seriesRow(
+          'Fresh Redis, `grinder init`, replicas spawned → first leader ACTIVE',
+          c,
+          c.init.withInit.firstLeader,
+          `< ${TARGETS.initFirstLeaderMaxMs} ms`,
+          yes(t('init')),
+        ),
+      );
+      lines.push(seriesRow('… `grinder init` spawned → exited 0', c, c.init.initCommand, '—', ''));
+      lines.push(seriesRow('… without `grinder init` (the one-TTL barrier)', c, c.init.withoutInit.firstLeader, '—', ''));
+    }
   }
   if (r.sentinel) {
     const sc = r.sentinel;
@@ -207,12 +279,16 @@ export function renderMarkdown(r: BenchResult): string {
     lines.push(row(['ACTIVE, peak (VmHWM)', f(l.memoryMiB.activePeak)]));
   }
   if (r.cost) lines.push('', ...renderCost(r.cost, r.options.connections, r.options.loadSeconds));
-  lines.push('');
+  const notes: string[] = [];
   for (const c of r.configs) {
-    lines.push(`Fresh Redis → first ACTIVE (${c.timing.ttlMs}/${c.timing.renewMs}, the data-loss barrier): ${f(c.firstActiveMs)} ms.`);
-    const unsafe = c.redisRestart.doubleActivePolls;
-    if (unsafe > 0) lines.push(`**${unsafe} polls saw two replicas answer 200 at once after a Redis restart (${c.timing.ttlMs}/${c.timing.renewMs}).**`);
+    if (c.firstActiveMs !== null)
+      notes.push(`Fresh Redis → first ACTIVE (${c.timing.ttlMs}/${c.timing.renewMs}, the data-loss barrier): ${f(c.firstActiveMs)} ms.`);
+    const unsafe = c.redisRestart?.doubleActivePolls ?? 0;
+    if (unsafe > 0) notes.push(`**${unsafe} polls saw two replicas answer 200 at once after a Redis restart (${c.timing.ttlMs}/${c.timing.renewMs}).**`);
+    const overlaps = c.switchover?.overlaps ?? 0;
+    if (overlaps > 0) notes.push(`**${overlaps} overlapping leaderships in the switchover run (${c.timing.ttlMs}/${c.timing.renewMs}).**`);
   }
+  if (notes.length > 0) lines.push('', ...notes);
   if (r.failures.length > 0) {
     lines.push('');
     lines.push('Failed trials:');

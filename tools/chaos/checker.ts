@@ -47,6 +47,7 @@ export const FAULT_KINDS = [
   'rollback',
   'clock-step',
   'master-kill',
+  'switchover',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -65,11 +66,12 @@ export const FAULT_DESCRIPTIONS: Record<FaultKind, string> = {
   rollback: 'Redis restarted with an older lease record, counter and fence (a restore, or AOF everysec after a power loss)',
   'clock-step': "Redis' wall clock stepped an hour forward or back, then back again",
   'master-kill': 'SIGKILL the Redis master (Sentinel mode): the Sentinels promote the replica; the old master comes back as a replica',
+  switchover: '`grinder switchover` (the operator command) to a healthy standby, whatever else is going on',
 };
 
 /** What each mode can inject: network faults need the per-replica proxies of standalone mode. */
 export const STANDALONE_FAULTS: readonly FaultKind[] = FAULT_KINDS.filter((k) => k !== 'master-kill');
-export const SENTINEL_FAULTS: readonly FaultKind[] = ['kill', 'zombie', 'master-kill', 'record-delete', 'counter-corrupt'];
+export const SENTINEL_FAULTS: readonly FaultKind[] = ['kill', 'zombie', 'master-kill', 'record-delete', 'counter-corrupt', 'switchover'];
 
 export interface StreamEntry {
   /** Redis stream entry id ("<ms>-<seq>"). */

@@ -18,7 +18,7 @@ import {
 import { ShiftedClock } from '../../test/support/clock-shim';
 import { SentinelSetup } from '../../test/support/redis-topologies';
 import { ChaosProxy } from './proxy';
-import { monoNow, RedisProcess, ReplicaProcess } from './processes';
+import { monoNow, RedisProcess, ReplicaProcess, runCommand } from './processes';
 
 /*
  * The chaos harness: one persistent redis-server, N replicas each behind its own ChaosProxy, and a
@@ -183,6 +183,7 @@ class Harness {
       case 'record-delete':
       case 'evict':
       case 'counter-corrupt':
+      case 'switchover':
         holdMs = 0;
         break;
       case 'rollback':
@@ -344,7 +345,34 @@ class Harness {
         return this.clockStep(p);
       case 'master-kill':
         return this.masterKill(p);
+      case 'switchover':
+        return this.switchover();
     }
+  }
+
+  /**
+   * The operator's planned switchover, run as an operator runs it (the bin, straight to Redis, not
+   * through a replica's proxy). Its outcome is logged; the checker judges the leaderships.
+   */
+  private async switchover(): Promise<void> {
+    const { o } = this;
+    const url = this.sentinelSetup ? this.sentinelSetup.url : this.redis?.url;
+    if (!url) return;
+    const at = monoNow();
+    const r = await runCommand(
+      process.execPath,
+      [o.mainJs, 'switchover', '--timeout-ms', String(3 * this.longestTtlMs)],
+      {
+        GRINDER_REDIS_URL: url,
+        GRINDER_HA_LOCK_KEY: LOCK_KEY,
+        GRINDER_HA_LOCK_TTL_MS: String(o.ttlMs),
+        GRINDER_HA_RENEW_INTERVAL_MS: String(o.renewMs),
+      },
+      6 * this.longestTtlMs + 10_000,
+    );
+    const said = (r.code === 0 ? r.stdout : r.stderr).trim().split('\n')[0] ?? '';
+    this.log(`switchover: exit ${String(r.code)}: ${said}`);
+    this.record('switchover', null, at, `grinder switchover exited ${String(r.code)}: ${said}`);
   }
 
   private redisUrlOf(slot: Slot): string {

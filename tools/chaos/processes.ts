@@ -248,3 +248,29 @@ export async function httpGet(port: number, path: string, timeoutMs: number): Pr
     return null;
   }
 }
+
+/** Runs a short command (an operator's `grinder <command>`) to its end; killed after `timeoutMs`. */
+export function runCommand(
+  file: string,
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs: number,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(file, args, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    track(proc);
+    let stdout = '';
+    let stderr = '';
+    proc.stdout?.on('data', (c: Buffer) => (stdout += c.toString()));
+    proc.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+    proc.once('error', (err) => {
+      clearTimeout(timer);
+      resolve({ code: null, stdout, stderr: `${stderr}${err.message}` });
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}

@@ -7,13 +7,15 @@
 
     2|<state>|<ver>|<token>|<ttl>|<maxttl>|<session>|<instance id>
 
-  state     held (a leadership), free (released by its holder), barrier (nobody may lead yet)
+  state     held (a leadership), free (released by its holder), barrier (nobody may lead yet),
+            handoff (released by its holder to one named successor: a planned switchover)
   ver       random hex written with every change; observers compare versions, acquire compares
             the version the caller watched (compare-and-set)
   token     the leadership's fencing token (held, free) or the newest token known (barrier)
   ttl       the holder's lease TTL in ms (held, free) or the barrier's length in ms
   maxttl    the largest TTL among this and the previous holder, so a later barrier covers both
   session   random hex naming the holder's process incarnation (may be empty for a barrier)
+  instance  the holder's instance id; for handoff, the successor's
 ]]
 local MAX_SAFE = 9007199254740991
 -- Fencing tokens start from Redis' clock in microseconds (about 1.8e15 in 2026; 2^52 in 2112) and
@@ -53,7 +55,7 @@ local function parseRecord(v)
   end
   local state, ver, token, ttl, maxttl, session, instance =
     string.match(v, '^2|(%l+)|(%x+)|(%d+)|(%d+)|(%d+)|(%x*)|(.*)$')
-  if state ~= 'held' and state ~= 'free' and state ~= 'barrier' then
+  if state ~= 'held' and state ~= 'free' and state ~= 'barrier' and state ~= 'handoff' then
     return nil
   end
   token, ttl, maxttl = tokenInt(token), safeInt(ttl), safeInt(maxttl)

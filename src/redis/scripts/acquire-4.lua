@@ -10,6 +10,7 @@
     KEYS[1] lock key      the lease record (include/lease-record.lua); never expires
     KEYS[2] counter key   string integer: the newest fencing token handed out; never expires
     KEYS[3] fence key     string integer: the highest token a fenced write has accepted
+    KEYS[4] init key      `grinder init`'s declaration of a brand-new cluster (expires)
     ARGV[1] session       random hex naming this process incarnation
     ARGV[2] instance id
     ARGV[3] ttl           this caller's lease TTL in ms
@@ -19,9 +20,13 @@
                           caller knows any holder used)
     ARGV[7] new ver       random hex for the version this call writes, if it writes one
     ARGV[8] channel       announcement channel
+    ARGV[9] fresh         '1' when the caller may lead on a declared brand-new cluster: it has
+                          seen no record and no break in its connection since it started
 
   Output:
-    {1, token, ver}                                   acquired
+    {1, token, ver}                                   acquired (also: on a declared brand-new
+                                                      cluster, by a fresh caller, without a
+                                                      barrier; the declaration is used up)
     {0, state, ver, token, ttl, maxttl, instance, newest, session}
                                                       not taken: the record as it stands
     {-1, ver, ms, reason, newest}                     a barrier was written now; reason is
@@ -45,7 +50,7 @@
 ]]
 -- @include include/lease-record.lua
 
-local lockKey, counterKey, fenceKey = KEYS[1], KEYS[2], KEYS[3]
+local lockKey, counterKey, fenceKey, initKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local session, instanceId = ARGV[1], ARGV[2]
 local ttl = tonumber(ARGV[3])
 local expected = ARGV[4]
@@ -54,6 +59,7 @@ local floor = tokenInt(ARGV[5]) or 0
 local barrierMs = tonumber(ARGV[6])
 local newVer = ARGV[7]
 local channel = ARGV[8]
+local fresh = ARGV[9] == '1'
 
 local keyType = redis.call('TYPE', lockKey)['ok']
 if keyType ~= 'none' and keyType ~= 'string' then
@@ -76,12 +82,44 @@ local function writeBarrier(reason)
   local ms = math.max(barrierMs, ttl, (rec and rec.maxttl) or 0, (rec and rec.ttl) or 0)
   redis.call('SET', lockKey, formatRecord('barrier', newVer, newest, ms, ms, session, instanceId))
   redis.call('SET', counterKey, fmt(newest))
+  -- A barrier stands now: a declaration of a brand-new cluster no longer applies.
+  redis.call('DEL', initKey)
   announce(channel, 'barrier', newVer, newest, ms, instanceId)
   return { -1, newVer, ms, reason, fmt(newest) }
 end
 
+-- Takes the lease with a fresh token; the caller checked that it may.
+local function take()
+  -- Redis' clock in microseconds keeps tokens ahead of every earlier one even when the counter
+  -- was rolled back and nobody remembers a newer token, as long as that clock has not gone back.
+  local time = redis.call('TIME')
+  local nowMicros = tonumber(time[1]) * 1000000 + tonumber(time[2])
+  local token = newest + 1
+  if nowMicros > token and nowMicros <= TOKEN_LIMIT then
+    token = nowMicros
+  end
+  if token > TOKEN_LIMIT then
+    return { -4, fmt(newest) }
+  end
+  local maxttl = ttl
+  if rec and rec.state ~= 'barrier' then
+    maxttl = math.max(ttl, rec.ttl)
+  end
+  redis.call('SET', lockKey, formatRecord('held', newVer, token, ttl, maxttl, session, instanceId))
+  redis.call('SET', counterKey, fmt(token))
+  redis.call('DEL', initKey)
+  announce(channel, 'acquired', newVer, token, ttl, instanceId)
+  return { 1, fmt(token), newVer }
+end
+
 if raw == nil then
   if rawCounter == false then
+    -- Nothing of GRINDER's here. An operator declared this a brand-new cluster (grinder init), so
+    -- no leader from before can exist: a caller that has seen nothing else may lead at once. A
+    -- caller that saw a break or a record may be looking at lost data, and writes the barrier.
+    if fresh and redis.call('GET', fenceKey) == false and redis.call('EXISTS', initKey) == 1 then
+      return take()
+    end
     return writeBarrier('data_loss')
   end
   return writeBarrier('record_missing')
@@ -103,22 +141,4 @@ if expected == '' or expected ~= currentVer then
   return { -2, currentVer, redis.call('PTTL', lockKey), fmt(newest) }
 end
 
--- Redis' clock in microseconds keeps tokens ahead of every earlier one even when the counter was
--- rolled back and nobody remembers a newer token, as long as that clock has not gone back.
-local time = redis.call('TIME')
-local nowMicros = tonumber(time[1]) * 1000000 + tonumber(time[2])
-local token = newest + 1
-if nowMicros > token and nowMicros <= TOKEN_LIMIT then
-  token = nowMicros
-end
-if token > TOKEN_LIMIT then
-  return { -4, fmt(newest) }
-end
-local maxttl = ttl
-if rec and rec.state ~= 'barrier' then
-  maxttl = math.max(ttl, rec.ttl)
-end
-redis.call('SET', lockKey, formatRecord('held', newVer, token, ttl, maxttl, session, instanceId))
-redis.call('SET', counterKey, fmt(token))
-announce(channel, 'acquired', newVer, token, ttl, instanceId)
-return { 1, fmt(token), newVer }
+return take()

@@ -1,0 +1,155 @@
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Registration } from '../../src/cluster/registration';
+import { readCluster, type ClusterView } from '../../src/cluster/view';
+import { defineCommands } from '../../src/redis/commands';
+import { runGrinder } from '../support/cli';
+import { FaultCluster, monoNow } from '../support/fault-cluster';
+import { sleep, waitFor } from '../support/wait';
+
+/*
+ * `grinder switchover` against real replicas: every leadership is rebuilt from the replicas'
+ * role-change records (CLOCK_MONOTONIC) and checked for overlaps and token order, whatever happened.
+ */
+
+const TTL = 2_000;
+const RENEW = 500;
+const clusters: FaultCluster[] = [];
+after(async () => {
+  for (const c of clusters) await c.close();
+});
+
+async function cluster(n: number): Promise<FaultCluster> {
+  const c = await FaultCluster.start({ replicas: Array.from({ length: n }, () => ({ ttlMs: TTL, renewMs: RENEW })), lockKey: `grinder:so:${clusters.length}` });
+  clusters.push(c);
+  defineCommands(c.client);
+  await c.waitForLeader(4 * TTL);
+  await view(c, (v) => v.members.length === n && v.members.every((m) => m.healthy) && v.leader !== null);
+  return c;
+}
+
+function env(c: FaultCluster): Record<string, string> {
+  return {
+    GRINDER_REDIS_URL: c.redisUrl,
+    GRINDER_HA_LOCK_KEY: c.lockKey,
+    GRINDER_HA_LOCK_TTL_MS: String(TTL),
+    GRINDER_HA_RENEW_INTERVAL_MS: String(RENEW),
+  };
+}
+
+/** The cluster view once `ok` holds for it. */
+function view(c: FaultCluster, ok: (v: ClusterView) => boolean, timeoutMs = 4 * TTL): Promise<ClusterView> {
+  return waitFor(
+    'the cluster view',
+    async () => {
+      const v = await readCluster(c.client, c.keys, c.lockKey);
+      return ok(v) ? v : undefined;
+    },
+    timeoutMs,
+    25,
+  );
+}
+
+describe('grinder switchover', () => {
+  it('hands leadership to the named standby: a higher token, no overlap, and a gap of milliseconds', async () => {
+    const c = await cluster(3);
+    const from = await c.waitForLeader(TTL);
+    const to = [0, 1, 2].find((i) => i !== from) as number;
+    const run = await runGrinder(['switchover', '--to', c.instanceId(to)], env(c));
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, new RegExp(`^switched over: ${c.instanceId(from)} \\(token \\d+\\) -> ${c.instanceId(to)} \\(token \\d+\\) in \\d+ ms\\n$`));
+    assert.equal(await c.waitForLeader(TTL), to);
+    const all = c.assertSafe();
+    const [old, next] = all.slice(-2);
+    assert.ok(old && next, 'two leaderships');
+    assert.equal(old.instance, c.instanceId(from));
+    assert.equal(next.instance, c.instanceId(to));
+    const gap = next.startMonoMs - old.endMonoMs;
+    console.log(`switchover gap: ${gap.toFixed(1)} ms (old leader stepped down -> new leader ACTIVE)`);
+    // A handover, not a lease running out: that would take the whole TTL.
+    assert.ok(gap < TTL / 2, `the new leader began ${gap.toFixed(1)} ms after the old one ended`);
+    await c.assertStreamTokensUnique();
+  });
+
+  it('without --to hands leadership to a healthy standby', async () => {
+    const c = await cluster(2);
+    const from = await c.waitForLeader(TTL);
+    const run = await runGrinder(['switchover'], env(c));
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(await c.waitForLeader(TTL), 1 - from);
+    c.assertSafe();
+  });
+
+  it('refuses an unknown target, the leader itself and a dead standby, and leaves the leader alone', async () => {
+    const c = await cluster(3);
+    const from = await c.waitForLeader(TTL);
+    const before = await readCluster(c.client, c.keys, c.lockKey);
+    const unknown = await runGrinder(['switchover', '--to', 'nobody'], env(c));
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /unknown member "nobody": no live registration under that id \(registered: .*fault-1.*\); check the id with grinder list/);
+    const self = await runGrinder(['switchover', '--to', c.instanceId(from)], env(c));
+    assert.equal(self.code, 1);
+    assert.match(self.stderr, /already leads/);
+    const dead = [0, 1, 2].find((i) => i !== from) as number;
+    await c.kill(dead);
+    await view(c, (v) => v.members.every((m) => m.instance_id !== c.instanceId(dead) || !m.healthy));
+    const toDead = await runGrinder(['switchover', '--to', c.instanceId(dead)], env(c));
+    assert.equal(toDead.code, 1);
+    assert.match(toDead.stderr, new RegExp(`${c.instanceId(dead)} is not a healthy STANDBY|unknown member "${c.instanceId(dead)}"`));
+    const bad = await runGrinder(['switchover', '--bogus=secret'], env(c));
+    assert.equal(bad.code, 2);
+    assert.ok(!bad.stderr.includes('secret'), 'an option value is never echoed');
+    const now = await readCluster(c.client, c.keys, c.lockKey);
+    assert.equal(now.leader, c.instanceId(from));
+    assert.equal(now.lease.token, before.lease.token, 'no new leadership');
+    c.assertSafe();
+  });
+
+  it('a target that is gone once the lease is handed to it: nobody leads for one TTL, then a replica does, never two', async () => {
+    const c = await cluster(2);
+    // A registration as healthy as any, of a replica that no longer runs: the target dies right
+    // after the command chose it.
+    const reg: Registration = {
+      instance_id: 'ghost',
+      role: 'standby',
+      fencing_token: null,
+      lease_remaining_ms: null,
+      http_url: 'http://127.0.0.1:1',
+      version: '0.0.0',
+      started_at: new Date().toISOString(),
+      healthy: true,
+      ttl_ms: 60_000,
+      renew_interval_ms: 60_000,
+    };
+    await c.client.grinderHeartbeat(c.keys.members, c.keys.member('ghost'), 'ghost', 60_000, JSON.stringify(reg));
+    const run = await runGrinder(['switchover', '--to', 'ghost', '--timeout-ms', '1000'], env(c));
+    const handedAt = monoNow();
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /no new leader within 1000 ms \(lease record: handoff ghost/);
+    // Either replica, the old leader included: the handoff is waited out like any lease.
+    await c.waitForLeader(3 * TTL);
+    const all = c.assertSafe();
+    const last = all.at(-1);
+    const old = all.at(-2);
+    assert.ok(last && old);
+    assert.ok(
+      last.startMonoMs - old.endMonoMs >= TTL - 50,
+      `nobody led for one TTL after the handoff (gap ${(last.startMonoMs - old.endMonoMs).toFixed(0)} ms)`,
+    );
+    assert.ok(last.startMonoMs <= handedAt + 2 * TTL, 'and then a replica did');
+  });
+
+  it('during a Redis blip: the switchover completes, or says why not, and never two leaders', async () => {
+    const c = await cluster(2);
+    const from = await c.waitForLeader(TTL);
+    const pending = runGrinder(['switchover', '--to', c.instanceId(1 - from)], env(c));
+    // Every connection (the replicas' and the command's) is cut while the request is on its way.
+    await sleep(350);
+    await c.client.client('KILL', 'TYPE', 'normal').catch(() => undefined);
+    await c.client.client('KILL', 'TYPE', 'pubsub').catch(() => undefined);
+    const run = await pending;
+    assert.equal(run.code, 0, `${run.stdout} ${run.stderr}\n${c.tail(10)}`);
+    assert.equal(await c.waitForLeader(3 * TTL), 1 - from);
+    c.assertSafe();
+  });
+});

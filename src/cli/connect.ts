@@ -85,3 +85,37 @@ export class CliError extends Error {
     this.name = 'CliError';
   }
 }
+
+/**
+ * Runs `command` with a connection opened from the replicas' settings and closes it afterwards.
+ * A connection that cannot be opened is reported as `grinder <name>: …` with its exit code.
+ */
+export async function withCliRedis(
+  name: string,
+  io: { env: Record<string, string | undefined>; stderr: (text: string) => void },
+  command: (redis: CliRedis) => Promise<number>,
+): Promise<number> {
+  let redis: CliRedis;
+  try {
+    redis = await openCliRedis(io.env);
+  } catch (err) {
+    if (err instanceof CliError) {
+      io.stderr(`grinder ${name}: ${err.message}\n`);
+      return err.exitCode;
+    }
+    throw err;
+  }
+  try {
+    return await command(redis);
+  } finally {
+    await redis.close();
+  }
+}
+
+/**
+ * What to print for an argument a command does not know: the option name only, since a mistyped
+ * `--redis-url=redis://:secret@…` must not be echoed.
+ */
+export function shownArgument(arg: string): string {
+  return arg.startsWith('-') ? arg.replace(/=.*$/s, '=…') : '<argument>';
+}

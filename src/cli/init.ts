@@ -1,5 +1,5 @@
 import { ReplyCode } from '../ha/replies';
-import { CliError, openCliRedis, type CliRedis } from './connect';
+import { shownArgument, withCliRedis, type CliRedis } from './connect';
 import type { CliIo } from './index';
 
 /** How long a declaration stands when no replica uses it: long enough for the replicas to start. */
@@ -37,21 +37,14 @@ export async function runInit(args: readonly string[], io: CliIo): Promise<numbe
       windowMs = n;
       continue;
     }
-    const shown = arg.startsWith('-') ? arg.replace(/=.*$/s, '=…') : '<argument>';
-    io.stderr(`grinder init: unknown option ${shown}; settings come from GRINDER_* environment variables\n\n${INIT_USAGE}`);
+    io.stderr(`grinder init: unknown option ${shownArgument(arg)}; settings come from GRINDER_* environment variables\n\n${INIT_USAGE}`);
     return 2;
   }
 
-  let redis: CliRedis;
-  try {
-    redis = await openCliRedis(io.env);
-  } catch (err) {
-    if (err instanceof CliError) {
-      io.stderr(`grinder init: ${err.message}\n`);
-      return err.exitCode;
-    }
-    throw err;
-  }
+  return withCliRedis('init', io, (redis) => declare(redis, windowMs, io));
+}
+
+async function declare(redis: CliRedis, windowMs: number, io: CliIo): Promise<number> {
   const { keys, config } = redis;
   try {
     const reply = await redis.client.grinderDeclare(keys.record, keys.counter, keys.fence, keys.init, windowMs);
@@ -70,7 +63,5 @@ export async function runInit(args: readonly string[], io: CliIo): Promise<numbe
       `grinder init: Redis refused the declaration: ${err instanceof Error ? err.message : String(err)}; check that Redis is reachable and writable and retry\n`,
     );
     return 1;
-  } finally {
-    await redis.close();
   }
 }

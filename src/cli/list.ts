@@ -1,6 +1,6 @@
 import { formatClusterTable } from '../cluster/table';
 import { readCluster } from '../cluster/view';
-import { CliError, openCliRedis, type CliRedis } from './connect';
+import { shownArgument, withCliRedis } from './connect';
 import type { CliIo } from './index';
 
 export const LIST_USAGE = `Usage: grinder list [--json]
@@ -24,39 +24,27 @@ export async function runList(args: readonly string[], io: CliIo): Promise<numbe
       io.stdout(LIST_USAGE);
       return 0;
     } else {
-      // The option name only: a mistyped --redis-url=redis://:secret@… must not be echoed.
-      const shown = arg.startsWith('-') ? arg.replace(/=.*$/s, '=…') : '<argument>';
-      io.stderr(`grinder list: unknown option ${shown}; settings come from GRINDER_* environment variables\n\n${LIST_USAGE}`);
+      io.stderr(`grinder list: unknown option ${shownArgument(arg)}; settings come from GRINDER_* environment variables\n\n${LIST_USAGE}`);
       return 2;
     }
   }
 
-  let redis: CliRedis;
-  try {
-    redis = await openCliRedis(io.env);
-  } catch (err) {
-    if (err instanceof CliError) {
-      io.stderr(`grinder list: ${err.message}\n`);
-      return err.exitCode;
+  return withCliRedis('list', io, async (redis) => {
+    try {
+      const view = await readCluster(redis.client, redis.keys, redis.config.lockKey);
+      if (json) {
+        io.stdout(`${JSON.stringify(view, null, 2)}\n`);
+      } else {
+        io.stdout(formatClusterTable(view, { cluster: redis.config.cluster, width: terminalWidth(io.env) }));
+      }
+      return 0;
+    } catch (err) {
+      io.stderr(
+        `grinder list: could not read the cluster view from Redis: ${err instanceof Error ? err.message : String(err)}; check that Redis is reachable with GRINDER_REDIS_URL and retry\n`,
+      );
+      return 1;
     }
-    throw err;
-  }
-  try {
-    const view = await readCluster(redis.client, redis.keys, redis.config.lockKey);
-    if (json) {
-      io.stdout(`${JSON.stringify(view, null, 2)}\n`);
-    } else {
-      io.stdout(formatClusterTable(view, { cluster: redis.config.cluster, width: terminalWidth(io.env) }));
-    }
-    return 0;
-  } catch (err) {
-    io.stderr(
-      `grinder list: could not read the cluster view from Redis: ${err instanceof Error ? err.message : String(err)}; check that Redis is reachable with GRINDER_REDIS_URL and retry\n`,
-    );
-    return 1;
-  } finally {
-    await redis.close();
-  }
+  });
 }
 
 /** COLUMNS when set, else the terminal's width; a pipe has none, so scripts get every column. */

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { formatSwitchoverRequest } from '../ha/lock';
 import { findMember, isHealthyStandby, readCluster, type ClusterMember, type ClusterView } from '../cluster/view';
-import { CliError, openCliRedis, type CliRedis } from './connect';
+import { shownArgument, withCliRedis, type CliRedis } from './connect';
 import type { CliIo } from './index';
 
 export const SWITCHOVER_USAGE = `Usage: grinder switchover [--to ID] [--timeout-ms N]
@@ -56,8 +56,7 @@ function parseArgs(args: readonly string[], io: CliIo): Options | number {
       opts.timeoutMs = Number(value);
       continue;
     }
-    const shown = arg.startsWith('-') ? arg.replace(/=.*$/s, '=…') : '<argument>';
-    io.stderr(`grinder switchover: unknown option ${shown}\n\n${SWITCHOVER_USAGE}`);
+    io.stderr(`grinder switchover: unknown option ${shownArgument(arg)}\n\n${SWITCHOVER_USAGE}`);
     return 2;
   }
   return opts;
@@ -89,21 +88,7 @@ export function chooseTarget(view: ClusterView, to: string | null): { target: Cl
 export async function runSwitchover(args: readonly string[], io: CliIo): Promise<number> {
   const parsed = parseArgs(args, io);
   if (typeof parsed === 'number') return parsed;
-  let redis: CliRedis;
-  try {
-    redis = await openCliRedis(io.env);
-  } catch (err) {
-    if (err instanceof CliError) {
-      io.stderr(`grinder switchover: ${err.message}\n`);
-      return err.exitCode;
-    }
-    throw err;
-  }
-  try {
-    return await switchover(redis, parsed, io);
-  } finally {
-    await redis.close();
-  }
+  return withCliRedis('switchover', io, (redis) => switchover(redis, parsed, io));
 }
 
 async function switchover(redis: CliRedis, opts: Options, io: CliIo): Promise<number> {

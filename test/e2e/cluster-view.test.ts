@@ -3,12 +3,12 @@
 // GET /cluster on every replica; members that are killed or stopped leave the list.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
 import type { ClusterView } from '../../src/cluster/view';
 import { e2eKit } from '../support/e2e';
 import { freePort } from '../support/ports';
-import { MAIN_JS, type Replica } from '../support/replica';
+import { runGrinder, type CliRun } from '../support/cli';
+import type { Replica } from '../support/replica';
 import { waitFor } from '../support/wait';
 
 const TTL = 1_000;
@@ -17,28 +17,8 @@ const { redis, replica, haEnv } = e2eKit(TTL, RENEW);
 /** Room for the kill to land, a poll to run and the event loops to be late on a busy 2-core machine. */
 const SCHEDULING_SLACK_MS = 300;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** `grinder <args>` as an operator runs it: node dist/main.js with the replicas' environment only. */
-function grinder(args: string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [MAIN_JS, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const limit = setTimeout(() => proc.kill('SIGKILL'), 20_000);
-    proc.on('error', reject);
-    proc.on('exit', (code) => {
-      clearTimeout(limit);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const grinder = (args: string[], env: Record<string, string>): Promise<CliRun> => runGrinder(args, env, 20_000);
 
 async function clusterOf(r: Replica): Promise<ClusterView> {
   const a = await r.get('/cluster');

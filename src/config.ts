@@ -275,14 +275,16 @@ function readAdvertiseUrl(env: Env, metricsPort: number): string {
     }
   }
   const v = raw.trim();
+  // Any user info is blanked before the value appears in an error: it may hold a password.
+  const shown = v.replace(/\/\/[^/?#]*@/, '//***@');
   let u: URL;
   try {
     u = new URL(v);
   } catch {
-    throw new ConfigError(name, raw, `must be an http:// or https:// URL at which other tools reach this replica's HTTP endpoint, ${ADVERTISE_EXAMPLE}`);
+    throw new ConfigError(name, shown, `must be an http:// or https:// URL at which other tools reach this replica's HTTP endpoint, ${ADVERTISE_EXAMPLE}`);
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') {
-    throw new ConfigError(name, raw, `the scheme must be http:// or https:// (this replica's HTTP endpoint), ${ADVERTISE_EXAMPLE}`);
+    throw new ConfigError(name, shown, `the scheme must be http:// or https:// (this replica's HTTP endpoint), ${ADVERTISE_EXAMPLE}`);
   }
   if (u.username !== '' || u.password !== '') {
     u.username = '***';
@@ -293,11 +295,11 @@ function readAdvertiseUrl(env: Env, metricsPort: number): string {
       `must not contain user info: everyone who reads the cluster view (grinder list, /cluster) sees this URL; give the address only, ${ADVERTISE_EXAMPLE}`,
     );
   }
-  if (u.hostname === '') throw new ConfigError(name, raw, `the URL must name a host, ${ADVERTISE_EXAMPLE}`);
+  if (u.hostname === '') throw new ConfigError(name, shown, `the URL must name a host, ${ADVERTISE_EXAMPLE}`);
   if (u.pathname !== '/' || /[?#]/.test(v)) {
     throw new ConfigError(
       name,
-      raw,
+      shown,
       `must be scheme, host and port only, without a path, query or fragment (tools add /status etc. themselves), ${ADVERTISE_EXAMPLE}`,
     );
   }

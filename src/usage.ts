@@ -49,7 +49,7 @@ export const SETTINGS: readonly { name: string; default: string; meaning: string
   {
     name: 'GRINDER_METRICS_PORT',
     default: String(DEFAULTS.metricsPort),
-    meaning: 'Port of /readyz, /healthz, /metrics and /status (--metrics-port N overrides it).',
+    meaning: 'Port of /readyz, /healthz, /metrics, /status and /cluster (--metrics-port N overrides it).',
   },
   { name: 'GRINDER_HTTP_HOST', default: DEFAULTS.httpHost, meaning: 'Address the HTTP server binds to: an IP address of this machine or a host name.' },
   {

@@ -1,19 +1,20 @@
 import { Worker } from 'node:worker_threads';
 import type { Config } from './config';
 import { leaseTiming } from './ha/timing';
+import { LEAVE_WITHIN_MS } from './cluster/membership';
 import { SPAN_FLUSH_BUDGET_MS } from './telemetry/sdk';
 
 /** How long leader work may take to finish after its AbortSignal fired (LeaderElector.stop's default). */
 const LEADER_WORK_GRACE_MS = 2_000;
 
 /**
- * The longest a graceful stop can legitimately take: a lease call in flight and the release
- * (each bounded by the Redis command timeout), the leader work's grace, the last span export,
- * and a second of slack. Past it the process is stuck, and the watchdog kills it.
+ * The longest a graceful stop can legitimately take: leaving the cluster view, a lease call in
+ * flight and the release (each bounded by the Redis command timeout), the leader work's grace, the
+ * last span export, and a second of slack. Past it the process is stuck, and the watchdog kills it.
  */
 export function shutdownDeadlineMs(config: Pick<Config, 'haEnabled' | 'lockTtlMs' | 'renewIntervalMs'>): number {
   const redisCallMs = config.haEnabled ? leaseTiming(config.lockTtlMs, config.renewIntervalMs).commandTimeoutMs : 0;
-  return 2 * redisCallMs + LEADER_WORK_GRACE_MS + SPAN_FLUSH_BUDGET_MS + 1_000;
+  return (config.haEnabled ? LEAVE_WITHIN_MS : 0) + 2 * redisCallMs + LEADER_WORK_GRACE_MS + SPAN_FLUSH_BUDGET_MS + 1_000;
 }
 
 /*

@@ -53,7 +53,20 @@ export async function openCliRedis(env: Record<string, string | undefined>): Pro
       clearTimeout(timer);
       resolve(true);
     });
+    // Refused credentials do not get better by waiting.
+    client.on('error', (err: Error) => {
+      if (!isCredentialRefusal(err)) return;
+      clearTimeout(timer);
+      resolve(false);
+    });
   });
+  if (!ready && lastError !== null && isCredentialRefusal(lastError)) {
+    await close();
+    throw new CliError(
+      `Redis at ${redactRedisUrl(config.redisUrl)} refused the credentials in GRINDER_REDIS_URL (${(lastError as Error).message.split(' ')[0]}); use the user and password the replicas use`,
+      2,
+    );
+  }
   if (!ready) {
     await close();
     const why = lastError ? `: ${(lastError as Error).message}` : '';
@@ -118,4 +131,8 @@ export async function withCliRedis(
  */
 export function shownArgument(arg: string): string {
   return arg.startsWith('-') ? arg.replace(/=.*$/s, '=…') : '<argument>';
+}
+
+function isCredentialRefusal(err: Error): boolean {
+  return /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(err.message);
 }

@@ -55,7 +55,7 @@ async function declare(redis: CliRedis, windowMs: number, io: CliIo): Promise<nu
       return 0;
     }
     io.stdout(
-      `nothing to do: the lock key ${config.lockKey} already has its ${String(reply[1])} (replicas led here before), so this is not a brand-new cluster; the replicas elect a leader without init\n`,
+      `nothing to do: the lock key ${config.lockKey} already has its ${String(reply[1])} (GRINDER has run here before), so this is not a brand-new cluster; the replicas elect a leader without init\n`,
     );
     return 0;
   } catch (err) {

@@ -119,7 +119,7 @@ async function switchover(redis: CliRedis, opts: Options, io: CliIo): Promise<nu
   const target = choice.target.instance_id;
   const timeoutMs = opts.timeoutMs ?? 2 * config.lockTtlMs + 5_000;
 
-  const request = formatSwitchoverRequest({ id: randomBytes(6).toString('hex'), from: leader, to: target });
+  const request = formatSwitchoverRequest({ id: randomBytes(6).toString('hex'), from: leader, token: oldToken, to: target });
   const started = Date.now();
   let publishedAt = 0;
   let lastState = '';

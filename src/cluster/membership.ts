@@ -91,7 +91,7 @@ export class Membership {
     // EVAL after a NOSCRIPT: waiting for the heartbeat in flight keeps it from landing after the leave.
     await this.inFlight;
     const { client, keys, instanceId } = this.opts;
-    await context.with(ROOT_CONTEXT, () => client.grinderLeave(keys.members, keys.member(instanceId), instanceId));
+    await context.with(ROOT_CONTEXT, () => client.grinderLeave(keys.members, keys.member(instanceId), keys.veterans, instanceId));
     return 'left';
   }
 
@@ -134,7 +134,16 @@ export class Membership {
     try {
       // A root context: a heartbeat sent from a role change is no part of the lease operation's span.
       await context.with(ROOT_CONTEXT, () =>
-        client.grinderHeartbeat(keys.members, keys.member(instanceId), instanceId, this.opts.ttlMs, JSON.stringify(registration)),
+        client.grinderHeartbeat(
+          keys.members,
+          keys.member(instanceId),
+          keys.veterans,
+          instanceId,
+          this.opts.ttlMs,
+          JSON.stringify(registration),
+          // Seen a leadership: a fresh replica must not believe a `grinder init` declaration beside it.
+          registration.fencing_token !== null && registration.fencing_token > 0 ? '1' : '',
+        ),
       );
       if (this.failing) {
         this.failing = false;

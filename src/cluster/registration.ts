@@ -1,7 +1,7 @@
 import { ROLES, type Role } from '../ha/role';
 
 /**
- * What a member writes at `member(id)` with every heartbeat (src/redis/scripts/heartbeat-2.lua),
+ * What a member writes at `member(id)` with every heartbeat (src/redis/scripts/heartbeat-3.lua),
  * as JSON. The script adds `heartbeat_ms` itself, from Redis' clock; everything else is the
  * member's own view at the moment it sent the heartbeat.
  */

@@ -109,11 +109,16 @@ import { VersionWatch } from './watch';
  * writes an init key (refused where a record, counter or fence exists; it expires after its window,
  * 60 s by default), and an acquire that finds record, counter and fence missing and that key present
  * leads at once instead, deleting the key (a barrier deletes it too). Only a replica that has seen
- * no record, no announcement and no break in its connection since it started may use it, so a
- * replica running across a restore or a data loss writes the barrier, as before. Left open: the
- * statement being false. Running init on a Redis that lost GRINDER's data while an old leader may
- * still be inside its lease, or restoring, within the window, a backup taken after init but before
- * the first leadership while only newly started replicas look, lets a new leader overlap the old one.
+ * no record, no announcement and no break in its connection since it started may use it, and only
+ * while no other live member of the cluster view reports having seen a token (the veterans key:
+ * every replica registers, and registers again right after its connection comes back), so a
+ * replica running across a restore or a data loss writes the barrier, as before, and a replica
+ * that starts beside one that led does not believe the declaration. Left open: the statement
+ * being false while the replicas that know better are silent. A Redis that lost GRINDER's data,
+ * or went back to a state with the init key but without the first leadership (a restore, a lost
+ * AOF tail, a failover to a replica that missed it, all within the window), where a newly started
+ * replica acquires before any old replica has registered again (each does within a command
+ * timeout of its reconnect) and while an old leader is still inside its lease.
  *
  * Leader work and the lease. One run of the leader work at a time: a replica does not acquire while
  * an earlier run is still ending. After a step-down, resignation, switchover or stop, the lease is
@@ -425,10 +430,14 @@ export class LeaderElector implements HaStatusSource {
     } catch (err) {
       this.onUnavailable(err, 'acquire');
       if (err instanceof LockUnavailableError && err.reason === 'timeout') {
-        if (expectedVer !== null) this.wroteSince(breaksAtSend);
         // The acquire may have run in Redis after we stopped waiting, granting a lease nobody
-        // uses: on a slow link that would keep every replica out. Hand back whatever we got.
-        lock.abandon().catch(() => undefined);
+        // uses: on a slow link that would keep every replica out. Hand back whatever we got. A
+        // look (nothing expected, not fresh) cannot have taken anything, and may be all we sent
+        // while our own lease must stay held (leader work still ending, a handover under way).
+        if (expectedVer !== null || fresh) {
+          this.wroteSince(breaksAtSend);
+          lock.abandon().catch(() => undefined);
+        }
       }
       this.setRole('standby', 'lock store unavailable');
       return timing.renewIntervalMs;
@@ -609,6 +618,8 @@ export class LeaderElector implements HaStatusSource {
   /** Never wait past the moment the watched version may be taken over; look again at least every renew interval. */
   private standbyDelay(now: number): number {
     const { renewIntervalMs } = this.opts.timing;
+    // Not taking anything while leader work ends or a handover runs: the end of the work kicks.
+    if (this.workRuns.size > 0 || this.handingOver) return renewIntervalMs;
     const at = Math.max(this.watch.eligibleAt() ?? now + renewIntervalMs, this.backoffUntil);
     return Math.min(renewIntervalMs, Math.max(0, at - now) + 1);
   }
@@ -718,6 +729,9 @@ export class LeaderElector implements HaStatusSource {
       resign: (reason: string) => this.resign(held, reason),
     };
     const run = (async () => {
+      // Registered in workRuns before the work runs a single line: a resign() or handOver() from
+      // its synchronous start must already see it running.
+      await Promise.resolve();
       let ending: string;
       try {
         await work(ctx);
@@ -794,8 +808,13 @@ export class LeaderElector implements HaStatusSource {
 
   private onSwitchoverRequest(request: SwitchoverRequest): void {
     if (request.from !== this.opts.instanceId) return;
-    if (!this.held) {
-      this.opts.log.warn({ request_id: request.id, to: request.to }, 'switchover requested, but this replica does not lead (any more); nothing to do');
+    // Meant for the leadership the operator saw: a request published again (a Redis blip) must
+    // not end the next one.
+    if (!this.held || this.held.lease.token !== request.token) {
+      this.opts.log.warn(
+        { request_id: request.id, to: request.to, token: request.token },
+        'switchover requested for a leadership this replica does not hold (any more); nothing to do',
+      );
       return;
     }
     this.opts.log.info({ request_id: request.id, to: request.to }, `switchover requested: handing the lease over to ${request.to}`);

@@ -145,6 +145,8 @@ export interface SwitchoverRequest {
   id: string;
   /** The instance that leads now: only it acts on the request. */
   from: string;
+  /** The fencing token of that leadership: a later leadership of the same instance ignores the request. */
+  token: number;
   /** The standby to hand the lease to. */
   to: string;
 }
@@ -180,16 +182,18 @@ export function parseAnnouncement(message: string): Announcement | null {
   return { event: m[1] as AnnouncedEvent, ver: m[2] as string, token, ttlMs, instanceId: m[5] as string };
 }
 
-const SWITCHOVER = /^switchover\|([0-9a-f]{1,32})\|([^|]{1,128})\|([^|]{1,128})$/;
+const SWITCHOVER = /^switchover\|([0-9a-f]{1,32})\|([^|]{1,128})\|(\d{1,16})\|([^|]{1,128})$/;
 
-/** Parses a switchover request ("switchover|<id>|<from>|<to>"); null for anything else. */
+/** Parses a switchover request ("switchover|<id>|<from>|<token>|<to>"); null for anything else. */
 export function parseSwitchoverRequest(message: string): SwitchoverRequest | null {
   const m = SWITCHOVER.exec(message);
-  return m ? { id: m[1] as string, from: m[2] as string, to: m[3] as string } : null;
+  if (!m) return null;
+  const token = Number(m[3]);
+  return Number.isSafeInteger(token) ? { id: m[1] as string, from: m[2] as string, token, to: m[4] as string } : null;
 }
 
 export function formatSwitchoverRequest(r: SwitchoverRequest): string {
-  return `switchover|${r.id}|${r.from}|${r.to}`;
+  return `switchover|${r.id}|${r.from}|${r.token}|${r.to}`;
 }
 
 /** The longest lease TTL the configuration allows; a record claiming more is clamped to it. */

@@ -169,6 +169,7 @@ export class RedisLeaseLock implements LeaseLock {
         k.counter,
         k.fence,
         k.init,
+        k.veterans,
         session,
         instanceId,
         ttlMs,

@@ -41,6 +41,8 @@ export interface BuiltElector extends Elector {
 
 export function buildElector(settings: ElectorSettings, hooks: ElectorHooks): BuiltElector {
   const { log } = hooks;
+  let registered = false;
+  let stopping: Promise<void> | null = null;
   const timing = leaseTiming(settings.ttlMs, settings.renewIntervalMs);
   let lastFacts = '';
   let lastMasterChanges = 0;
@@ -87,7 +89,10 @@ export function buildElector(settings: ElectorSettings, hooks: ElectorHooks): Bu
       }
     },
     onReplication: (acked) => hooks.instruments.replicaAck(acked),
-    onConnectionError: (err) => problems.onError(err),
+    // After stop() the connections are closing on purpose: nothing to report.
+    onConnectionError: (err) => {
+      if (!stopping) problems.onError(err);
+    },
   });
   redisLock.subscribe((event) => {
     if (event.kind === 'connected') problems.onReady();
@@ -122,9 +127,6 @@ export function buildElector(settings: ElectorSettings, hooks: ElectorHooks): Bu
     },
     onBarrier: (reason) => hooks.instruments.barrier(reason),
   });
-
-  let registered = false;
-  let stopping: Promise<void> | null = null;
 
   return {
     instanceId: settings.instanceId,

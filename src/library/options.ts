@@ -85,9 +85,12 @@ function intOption(option: string, variable: string, value: unknown, fallback: n
   return parseIntInRange(variable, String(value), min, max, unit);
 }
 
+/** Options whose value is a secret (or may hold one): an error names their type, never their value. */
+const SECRET_OPTIONS: ReadonlySet<string> = new Set(['sentinelPassword', 'sentinelUsername']);
+
 function stringOption(option: string, value: unknown): string | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'string') throw new InvalidOptionError(option, show(value), 'must be a string');
+  if (typeof value !== 'string') throw new InvalidOptionError(option, SECRET_OPTIONS.has(option) ? `<a ${typeof value}>` : show(value), 'must be a string');
   return value;
 }
 
@@ -104,7 +107,8 @@ export function resolveOptions(options: ElectorOptions): ElectorSettings {
   }
   for (const key of Object.keys(options)) {
     if (!KNOWN.has(key)) {
-      throw new InvalidOptionError(key, show((options as unknown as Record<string, unknown>)[key]), `unknown option; the options are ${[...KNOWN].join(', ')}`);
+      // Never the value: a misspelt password option would put the password into the error (and the logs).
+      throw new InvalidOptionError(key, '<not shown>', `unknown option; the options are ${[...KNOWN].join(', ')}`);
     }
   }
   try {

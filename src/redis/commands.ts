@@ -19,6 +19,7 @@ declare module 'ioredis' {
       counterKey: string,
       fenceKey: string,
       initKey: string,
+      veteransKey: string,
       session: string,
       instanceId: string,
       ttlMs: number,
@@ -43,8 +44,16 @@ declare module 'ioredis' {
       maxLen: number,
       ...fields: string[]
     ): Result<RawReply, Context>;
-    grinderHeartbeat(membersKey: string, memberKey: string, instanceId: string, ttlMs: number, registration: string): Result<RawReply, Context>;
-    grinderLeave(membersKey: string, memberKey: string, instanceId: string): Result<RawReply, Context>;
+    grinderHeartbeat(
+      membersKey: string,
+      memberKey: string,
+      veteransKey: string,
+      instanceId: string,
+      ttlMs: number,
+      registration: string,
+      seenToken: '1' | '',
+    ): Result<RawReply, Context>;
+    grinderLeave(membersKey: string, memberKey: string, veteransKey: string, instanceId: string): Result<RawReply, Context>;
     grinderClusterView(recordKey: string, membersKey: string): Result<RawReply, Context>;
   }
 }

@@ -21,6 +21,11 @@ export interface LeaseKeys {
    * cluster view. Each member's details stand at `member(id)`, which expires.
    */
   readonly members: string;
+  /**
+   * Sorted set of the registered members that have seen a fencing token (instance id → expiry):
+   * beside one of them, `grinder init`'s declaration is not believed (acquire-5.lua).
+   */
+  readonly veterans: string;
   /** A member's registration (JSON), refreshed by its heartbeat; expires one TTL after the last one. */
   member(instanceId: string): string;
   /**
@@ -52,6 +57,7 @@ export function leaseKeys(lockKey: string): LeaseKeys {
     events: `${p}:events`,
     liveStream: `${p}:live`,
     members: `${p}:members`,
+    veterans: `${p}:veterans`,
     member: (instanceId) => `${p}:member:${instanceId}`,
     init: `${p}:init`,
   };

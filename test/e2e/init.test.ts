@@ -2,7 +2,7 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { runGrinder } from '../support/cli';
 import { FaultCluster, monoNow } from '../support/fault-cluster';
-import { waitFor } from '../support/wait';
+import { sleep, waitFor } from '../support/wait';
 
 /*
  * `grinder init` against real processes: on a brand-new Redis the first leader comes at once
@@ -61,7 +61,7 @@ describe('grinder init', () => {
 
     const again = await runGrinder(['init'], env(c, ttl));
     assert.equal(again.code, 0, 'harmless on an existing cluster (a compose one-shot runs it at every up)');
-    assert.match(again.stdout, /^nothing to do: the lock key grinder:init:0 already has its record \(replicas led here before\)/);
+    assert.match(again.stdout, /^nothing to do: the lock key grinder:init:0 already has its record \(GRINDER has run here before\)/);
     assert.equal(await c.client.exists(c.keys.init), 0, 'and declares nothing');
     assert.equal(c.assertSafe().length, 1, 'the leader is left alone');
   });
@@ -86,6 +86,35 @@ describe('grinder init', () => {
     const next = all.at(-1);
     assert.ok(next && all.length === 2, JSON.stringify(all));
     assert.ok(next.startMonoMs - lostAt >= ttl - 50, `a leader only one TTL after the data loss (${(next.startMonoMs - lostAt).toFixed(0)} ms)`);
+  });
+
+  it('after a data loss, a declaration (compose runs init at every up) is not believed beside a replica that led: no overlap', async () => {
+    const ttl = 4_000;
+    const c = await emptyCluster(2, ttl, 1_500);
+    const init = await runGrinder(['init'], env(c, ttl));
+    assert.equal(init.code, 0);
+    await c.startReplica(0);
+    await c.waitForLeader(ttl);
+    // Redis restarts without its data: the leader is still inside its lease.
+    await c.redis.restart({ loseData: true });
+    // The leader registers again at once (it has seen a token), then freezes before it could
+    // notice the record is gone: the old leader that a newcomer must not overlap.
+    await waitFor('the old leader registered again', async () => ((await c.client.zscore(c.keys.veterans, c.instanceId(0))) !== null ? true : undefined), ttl);
+    c.signal(0, 'SIGSTOP');
+    const again = await runGrinder(['init'], env(c, ttl));
+    assert.match(again.stdout, /^declared/, 'nothing is left in Redis, so init declares again');
+    const startedAt = monoNow();
+    await c.startReplica(1);
+    await sleep(1_000);
+    c.signal(0, 'SIGCONT');
+    await waitFor('a leader after the data loss', () => (c.leaderships().some((l) => l.instance === c.instanceId(1)) ? true : undefined), 4 * ttl);
+    const all = c.assertSafe();
+    const newcomer = all.find((l) => l.instance === c.instanceId(1));
+    assert.ok(newcomer);
+    assert.ok(
+      newcomer.startMonoMs - startedAt >= ttl - 50,
+      `the newcomer waited out the barrier (led ${(newcomer.startMonoMs - startedAt).toFixed(0)} ms after its start)`,
+    );
   });
 
   it('refuses a bad window with exit code 2, and says when Redis cannot be reached', async () => {

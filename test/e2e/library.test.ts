@@ -405,7 +405,10 @@ describe('createElector: the supervisor rules of run(work), against a real Redis
       [{ redisUrl: url, stopGraceMs: -1 }, /stopGraceMs=-1: must be a whole number of milliseconds from 0 to 3600000/],
       [{ redisUrl: url, sentinelPassword: 'x' }, /sentinelPassword=\*\*\*: only a redis\+sentinel:\/\//],
       [{ redisUrl: url, logger: {} as ElectorLogger }, /logger=<object>: must have debug, info, warn and error methods/],
-      [{ redisUrl: url, ttl: 5 } as Partial<ElectorOptions>, /invalid option ttl=5: unknown option; the options are redisUrl, lockKey/],
+      [{ redisUrl: url, ttl: 5 } as Partial<ElectorOptions>, /invalid option ttl=<not shown>: unknown option; the options are redisUrl, lockKey/],
+      // A misspelt secret never reaches the message (nor the logs that print it).
+      [{ redisUrl: url, sentinelPasword: 's3cret' } as Partial<ElectorOptions>, /^createElector: invalid option sentinelPasword=<not shown>: unknown option;/],
+      [{ redisUrl: url, sentinelPassword: 123456 as unknown as string }, /^createElector: invalid option sentinelPassword=<a number>: must be a string$/],
       [null, /invalid option options=null: createElector\(options\) needs an options object/],
     ];
     for (const [options, message] of cases) {
@@ -413,6 +416,17 @@ describe('createElector: the supervisor rules of run(work), against a real Redis
         () => createElector(options as ElectorOptions),
         (err: unknown) => err instanceof InvalidOptionError && message.test(err.message),
         `createElector(${JSON.stringify(options)}) should throw ${String(message)}`,
+      );
+    }
+    for (const options of [
+      { redisUrl: url, sentinelPasword: 's3cret' },
+      { redisUrl: url, sentinelPassword: 3 },
+      { redisUrl: url, password: 's3cret' },
+    ]) {
+      assert.throws(
+        () => createElector(options as unknown as ElectorOptions),
+        (e: unknown) => e instanceof InvalidOptionError && !e.message.includes('s3cret') && !e.message.includes('=3'),
+        'a secret in a refused option is never shown',
       );
     }
     const err = (() => {

@@ -35,6 +35,8 @@ interface StoreUnderTest {
   heard(): Promise<Announcement[]>;
   /** `grinder init`: declares a brand-new cluster; false where GRINDER left a record, counter or fence. */
   declare(): Promise<boolean>;
+  /** A live member registration that says it has seen a fencing token (heartbeat-3.lua). */
+  registerVeteran(instanceId: string): Promise<void>;
 }
 
 interface Implementation {
@@ -90,6 +92,9 @@ const fake: Implementation = {
         if (s.raw !== null || s.counter !== null || s.fence !== null) return false;
         s.declared = true;
         return true;
+      },
+      async registerVeteran(instanceId) {
+        s.veterans.add(instanceId);
       },
     };
   },
@@ -150,6 +155,10 @@ const redis: Implementation = {
       async declare() {
         const reply = await raw.grinderDeclare(keys.record, keys.counter, keys.fence, keys.init, 60_000);
         return reply[0] === 1;
+      },
+      async registerVeteran(instanceId) {
+        const registration = JSON.stringify({ instance_id: instanceId, fencing_token: 1796663438192503 });
+        await raw.grinderHeartbeat(keys.members, keys.member(instanceId), keys.veterans, instanceId, 60_000, registration, '1');
       },
     };
   },
@@ -249,6 +258,22 @@ for (const impl of [fake, redis]) {
       const seen = await b.acquire({ ...LOOK, fresh: true });
       assert.equal(seen.kind, 'observed', 'the barrier stands even for a fresh caller');
       if (seen.kind === 'observed') assert.equal(seen.record.state, 'barrier');
+    });
+
+    it('a declaration is not believed beside a live member that has seen a token (Redis lost a leadership): a fresh caller writes the barrier', async () => {
+      const store = await impl.store();
+      assert.equal(await store.declare(), true);
+      const a = await store.lock('a');
+      await store.registerVeteran('a'); // the caller's own registration does not count
+      await store.registerVeteran('old-leader');
+      const first = await a.acquire({ ...LOOK, fresh: true });
+      assert.equal(first.kind, 'barrier');
+      if (first.kind === 'barrier') assert.equal(first.reason, 'data_loss');
+      const only = await impl.store();
+      assert.equal(await only.declare(), true);
+      const b = await only.lock('b');
+      await only.registerVeteran('b');
+      assert.equal((await b.acquire({ ...LOOK, fresh: true })).kind, 'acquired', 'its own entry alone does not stop it');
     });
 
     it('a declaration does not apply where a fence or counter appeared, and is refused where GRINDER left keys', async () => {

@@ -76,13 +76,21 @@ function membership(client: LeaseClient, keys: LeaseKeys, ha: FakeHa, id: string
   });
 }
 
-describe('heartbeat-2.lua', () => {
+describe('heartbeat-3.lua', () => {
   it("writes the registration with heartbeat_ms from Redis' clock, expiring one TTL later, and indexes it by that expiry", async () => {
     const keys = freshKeys();
     // ioredis types TIME as numbers; Redis sends two decimal strings.
     const [sec = 0, micro = 0] = (await raw.time()).map(Number);
     const before = sec * 1000 + Math.floor(micro / 1000);
-    const reply = await raw.grinderHeartbeat(keys.members, keys.member('m1'), 'm1', 60_000, '{"instance_id":"m1","fencing_token":1796663438192503}');
+    const reply = await raw.grinderHeartbeat(
+      keys.members,
+      keys.member('m1'),
+      keys.veterans,
+      'm1',
+      60_000,
+      '{"instance_id":"m1","fencing_token":1796663438192503}',
+      '',
+    );
     const now = Number(reply[1]);
     assert.equal(reply[0], 1);
     assert.ok(now >= before && now < before + 1_000, `${now} is Redis' clock (${before})`);
@@ -96,28 +104,49 @@ describe('heartbeat-2.lua', () => {
   it('drops index entries whose registration has expired', async () => {
     const keys = freshKeys();
     await raw.zadd(keys.members, '1000', 'long-gone');
-    await raw.grinderHeartbeat(keys.members, keys.member('m1'), 'm1', 60_000, '{"a":1}');
+    await raw.grinderHeartbeat(keys.members, keys.member('m1'), keys.veterans, 'm1', 60_000, '{"a":1}', '');
     assert.deepEqual(await raw.zrange(keys.members, 0, -1), ['m1']);
   });
 
   it('refuses a registration that is not a JSON object, saying so', async () => {
     const keys = freshKeys();
     for (const bad of ['', '{}', '[1]', 'x']) {
-      await assert.rejects(raw.grinderHeartbeat(keys.members, keys.member('m1'), 'm1', 1_000, bad), /the registration must be a non-empty JSON object/);
+      await assert.rejects(
+        raw.grinderHeartbeat(keys.members, keys.member('m1'), keys.veterans, 'm1', 1_000, bad, ''),
+        /the registration must be a non-empty JSON object/,
+      );
     }
     assert.equal(await raw.exists(keys.member('m1'), keys.members), 0);
   });
 });
 
-describe('leave-2.lua', () => {
+describe('the veterans key (members that have seen a token)', () => {
+  it('a heartbeat that reports a token enters the member, one that does not takes it out, and so does a leave', async () => {
+    const keys = leaseKeys(`t:${randomBytes(6).toString('hex')}:lock`);
+    const veterans = async (): Promise<string[]> => (await raw.zrange(keys.veterans, 0, -1)).sort();
+    await raw.grinderHeartbeat(keys.members, keys.member('m1'), keys.veterans, 'm1', 60_000, '{"a":1}', '1');
+    await raw.grinderHeartbeat(keys.members, keys.member('m2'), keys.veterans, 'm2', 60_000, '{"a":1}', '');
+    assert.deepEqual(await veterans(), ['m1']);
+    const ttl = await raw.pttl(keys.veterans);
+    assert.equal(ttl, -1, 'the set itself never expires: its entries do, by score');
+    await raw.grinderHeartbeat(keys.members, keys.member('m2'), keys.veterans, 'm2', 60_000, '{"a":1}', '1');
+    assert.deepEqual(await veterans(), ['m1', 'm2']);
+    await raw.grinderHeartbeat(keys.members, keys.member('m2'), keys.veterans, 'm2', 60_000, '{"a":1}', '');
+    assert.deepEqual(await veterans(), ['m1']);
+    await raw.grinderLeave(keys.members, keys.member('m1'), keys.veterans, 'm1');
+    assert.deepEqual(await veterans(), []);
+  });
+});
+
+describe('leave-3.lua', () => {
   it('removes the registration and the index entry at once', async () => {
     const keys = freshKeys();
-    await raw.grinderHeartbeat(keys.members, keys.member('m1'), 'm1', 60_000, '{"a":1}');
-    await raw.grinderHeartbeat(keys.members, keys.member('m2'), 'm2', 60_000, '{"a":1}');
-    assert.deepEqual(await raw.grinderLeave(keys.members, keys.member('m1'), 'm1'), [1]);
+    await raw.grinderHeartbeat(keys.members, keys.member('m1'), keys.veterans, 'm1', 60_000, '{"a":1}', '');
+    await raw.grinderHeartbeat(keys.members, keys.member('m2'), keys.veterans, 'm2', 60_000, '{"a":1}', '');
+    assert.deepEqual(await raw.grinderLeave(keys.members, keys.member('m1'), keys.veterans, 'm1'), [1]);
     assert.equal(await raw.exists(keys.member('m1')), 0);
     assert.deepEqual(await raw.zrange(keys.members, 0, -1), ['m2']);
-    assert.deepEqual(await raw.grinderLeave(keys.members, keys.member('m1'), 'm1'), [0], 'a second leave finds nothing');
+    assert.deepEqual(await raw.grinderLeave(keys.members, keys.member('m1'), keys.veterans, 'm1'), [0], 'a second leave finds nothing');
   });
 });
 

@@ -75,13 +75,13 @@ describe('script layer', () => {
     assert.deepEqual(
       scripts.map((s) => [s.file, s.command, s.numberOfKeys]),
       [
-        ['acquire-4.lua', 'grinderAcquire', 4],
+        ['acquire-5.lua', 'grinderAcquire', 5],
         ['cluster-view-2.lua', 'grinderClusterView', 2],
         ['declare-4.lua', 'grinderDeclare', 4],
         ['fenced-append-4.lua', 'grinderFencedAppend', 4],
         ['handoff-1.lua', 'grinderHandoff', 1],
-        ['heartbeat-2.lua', 'grinderHeartbeat', 2],
-        ['leave-2.lua', 'grinderLeave', 2],
+        ['heartbeat-3.lua', 'grinderHeartbeat', 3],
+        ['leave-3.lua', 'grinderLeave', 3],
         ['release-1.lua', 'grinderRelease', 1],
         ['release-session-1.lua', 'grinderReleaseSession', 1],
         ['renew-1.lua', 'grinderRenew', 1],
@@ -104,6 +104,7 @@ describe('script layer', () => {
       events: '{grinder:leader:lock}:events',
       liveStream: '{grinder:leader:lock}:live',
       members: '{grinder:leader:lock}:members',
+      veterans: '{grinder:leader:lock}:veterans',
       init: '{grinder:leader:lock}:init',
     });
     assert.equal(member('grinder-1'), '{grinder:leader:lock}:member:grinder-1');

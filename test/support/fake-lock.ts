@@ -78,6 +78,8 @@ export class FakeLeaseStore {
   fence: string | null = null;
   /** `grinder init`'s declaration of a brand-new cluster (the init key exists). */
   declared = false;
+  /** Registered members that have seen a fencing token (the veterans key); a heartbeat adds one. */
+  veterans = new Set<string>();
   /** Redis' clock in µs is this plus the fake time; null leaves the clock out of tokens, so they stay small and readable. */
   clockMicrosBase: number | null = null;
   facts: StoreFacts = { maxmemoryPolicy: 'noeviction', durable: true, mode: 'standalone', master: '127.0.0.1:6379', masterChanges: 0, replicasAcked: null };
@@ -199,7 +201,8 @@ export class FakeLock implements LeaseLock {
         s.announce('barrier', b);
         return { kind: 'barrier', ver: b.ver, ms, reason, newest };
       };
-      if (s.raw === null && s.counter === null && request.fresh === true && s.fence === null && s.declared) return this.take(rec, newest);
+      const othersHaveLed = [...s.veterans].some((id) => id !== this.instanceId);
+      if (s.raw === null && s.counter === null && request.fresh === true && s.fence === null && s.declared && !othersHaveLed) return this.take(rec, newest);
       if (s.raw === null) return writeBarrier(s.counter === null ? 'data_loss' : 'record_missing');
       if (floor > known) return writeBarrier('rollback');
       const currentVer = rec ? rec.ver : fakeSha(s.raw);

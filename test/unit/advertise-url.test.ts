@@ -65,6 +65,14 @@ describe('GRINDER_ADVERTISE_URL', () => {
     assert.equal(err.value, 'http://***@grinder-1:9090/');
   });
 
+  for (const raw of ['ftp://admin:s3cret@grinder-1:9090', 'http://admin:s3cret@grinder-1:99999', 'http://admin:s3cret@grinder-1:9090/status']) {
+    it(`never shows the password of a URL it refuses for another reason: ${raw.replace('s3cret', '…')}`, () => {
+      const err = configError({ GRINDER_ADVERTISE_URL: raw });
+      assert.ok(!err.message.includes('s3cret'), err.message);
+      assert.ok(!err.message.includes('admin'), err.message);
+    });
+  }
+
   it('is listed by --help', () => {
     const s = SETTINGS.find((x) => x.name === 'GRINDER_ADVERTISE_URL');
     assert.ok(s, 'GRINDER_ADVERTISE_URL is in SETTINGS');

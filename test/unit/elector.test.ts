@@ -686,6 +686,83 @@ describe('LeaderElector supervising the leader work', () => {
   });
 });
 
+describe('LeaderElector keeping the lease held while the leader work ends', () => {
+  const waitAbort = (ctx: LeaderContext): Promise<void> => new Promise<void>((r) => ctx.signal.addEventListener('abort', () => r()));
+
+  it('a look whose reply times out does not free the lease while the work still runs (resign, switchover)', async () => {
+    for (const how of ['resign', 'switchover'] as const) {
+      const stubborn = stubbornWork();
+      const sim = simulate(3, { work: (ctx, id) => (id === 'r0' ? stubborn.work() : waitAbort(ctx)) });
+      const [a, b, c] = sim.replicas as [SimReplica, SimReplica, SimReplica];
+      await firstLeader(sim, [a]);
+      b.elector.start();
+      c.elector.start();
+      await sim.time.advance(1);
+      if (how === 'resign') a.contexts[0]?.resign('test');
+      else void a.elector.handOver('r1');
+      a.lock.mode = 'late'; // its looks run in Redis, their replies time out
+      await sim.time.advanceChecking(TTL - 100, 1, () => {
+        const other = sim.replicas.find((r) => r !== a && r.elector.currentRole() === 'active');
+        assert.equal(other, undefined, `${how}: ${other?.id} led at t=${sim.time.now()} while r0's work still ran (record ${sim.store.raw})`);
+      });
+    }
+  });
+
+  it('a resign() from the first synchronous lines of the work still waits for the work to end', async () => {
+    const stubborn = stubbornWork();
+    let first = true;
+    const sim = simulate(2, {
+      work: async (ctx, id) => {
+        if (id === 'r0' && first) {
+          first = false;
+          ctx.resign('precondition failed'); // before the work's first await
+          await stubborn.work();
+          return;
+        }
+        await waitAbort(ctx);
+      },
+    });
+    const [a, b] = sim.replicas as [SimReplica, SimReplica];
+    await firstStart(sim, [a]);
+    b.elector.start();
+    // Within r0's back-off (one renew interval), so the released lease goes to b.
+    await sim.time.advanceChecking(RENEW - 50, 1, () => assert.equal(b.elector.currentRole(), 'standby', `b led at t=${sim.time.now()} beside r0's work`));
+    stubborn.finish();
+    await sim.time.advance(2);
+    assert.equal(b.elector.currentRole(), 'active');
+  });
+
+  it('does not poll Redis in a tight loop while its work ends (resign, deadline, switchover, and a work that never ends)', async () => {
+    for (const how of ['resign', 'deadline', 'switchover'] as const) {
+      const stubborn = stubbornWork();
+      const sim = simulate(2, { work: (ctx, id) => (id === 'r0' ? stubborn.work() : waitAbort(ctx)) });
+      const [a, b] = sim.replicas as [SimReplica, SimReplica];
+      await firstLeader(sim, [a]);
+      b.elector.start();
+      await sim.time.advance(RENEW);
+      if (how === 'resign') a.contexts[0]?.resign('test');
+      if (how === 'switchover') void a.elector.handOver('r1');
+      if (how === 'deadline') {
+        a.lock.mode = 'down';
+        await sim.time.advance(TTL);
+        a.lock.mode = 'ok';
+      }
+      a.lock.calls.length = 0;
+      await sim.time.advance(600);
+      assert.ok(a.lock.calls.length <= 600 / RENEW + 2, `${how}: ${a.lock.calls.length} lease calls in 600 ms`);
+    }
+    const stubborn = stubbornWork();
+    const sim = simulate(1, { work: () => stubborn.work() });
+    const [a] = sim.replicas as [SimReplica];
+    await firstLeader(sim);
+    a.contexts[0]?.resign('test');
+    await sim.time.advance(2 * TTL);
+    a.lock.calls.length = 0;
+    await sim.time.advance(2_000);
+    assert.ok(a.lock.calls.length <= 2_000 / RENEW + 2, `${a.lock.calls.length} lease calls in 2 s`);
+  });
+});
+
 describe('LeaderElector planned switchover', () => {
   it('hands the lease to the named standby, which leads at once; the other standby keeps waiting', async () => {
     const sim = simulate(3);
@@ -749,11 +826,13 @@ describe('LeaderElector planned switchover', () => {
 
   it('acts on a switchover request only when it names this replica as the leader', async () => {
     const { sim, a, b } = await leaderAndStandby();
-    b.lock.emit({ kind: 'switchover', request: { id: '01', from: 'r1', to: 'r0' } }); // b does not lead
-    a.lock.emit({ kind: 'switchover', request: { id: '02', from: 'someone', to: 'r1' } }); // not a
+    const token = a.contexts[0]?.token ?? 0;
+    b.lock.emit({ kind: 'switchover', request: { id: '01', from: 'r1', token, to: 'r0' } }); // b does not lead
+    a.lock.emit({ kind: 'switchover', request: { id: '02', from: 'someone', token, to: 'r1' } }); // not a
+    a.lock.emit({ kind: 'switchover', request: { id: '03', from: 'r0', token: token - 1, to: 'r1' } }); // an earlier leadership of a
     await sim.time.advance(5);
     assert.equal(a.elector.currentRole(), 'active');
-    a.lock.emit({ kind: 'switchover', request: { id: '03', from: 'r0', to: 'r1' } });
+    a.lock.emit({ kind: 'switchover', request: { id: '04', from: 'r0', token, to: 'r1' } });
     await sim.time.advanceChecking(5, 1, () => assertAtMostOneActive(sim));
     assert.equal(b.elector.currentRole(), 'active');
   });
@@ -800,6 +879,33 @@ describe('LeaderElector on a cluster declared brand-new (grinder init)', () => {
     const t0 = sim.time.now();
     await firstLeader(sim);
     assert.ok(sim.time.now() - t0 >= TTL, `led ${sim.time.now() - t0} ms after the start`);
+  });
+
+  it('a rollback that brings the declaration back: a replica started afterwards does not lead beside the old leader', async () => {
+    const sim = simulate(2, { fresh: true });
+    const [a, b] = sim.replicas as [SimReplica, SimReplica];
+    sim.store.declared = true;
+    await firstLeader(sim, [a]);
+    b.elector.start();
+    await sim.time.advance(RENEW);
+    // A failover to a replica without the first leadership (or a lost AOF tail): the init key is
+    // back, record and counter gone. The old leader's registration says it saw a token; it
+    // registers again as soon as its connection is back (src/cluster/membership.ts).
+    sim.store.raw = null;
+    sim.store.counter = null;
+    sim.store.declared = true;
+    for (const r of [a, b]) r.lock.emit({ kind: 'disconnected' });
+    sim.store.veterans.add('r0');
+    const net = sim.time.forProcess();
+    const lock = new FakeLock(sim.store, 'r9', 'a9', (fn, ms) => net.setTimeout(fn, ms));
+    lock.ttlMs = TTL;
+    const c = new LeaderElector({ instanceId: 'r9', timing, lock, clock: sim.time.forProcess(), log: silent });
+    c.start();
+    await sim.time.advanceChecking(2 * TTL, 1, () => {
+      const active = [a.elector, b.elector, c].filter((e) => e.currentRole() === 'active');
+      assert.ok(active.length <= 1, `two leaders at t=${sim.time.now()}`);
+    });
+    assert.equal(sim.store.declared, false, 'the newcomer wrote the barrier, which used the declaration up');
   });
 
   it('a Redis that loses its data later gets the barrier again', async () => {

@@ -1,6 +1,6 @@
 --[[
   `grinder init`: declare a brand-new cluster, so that the first acquire leads at once instead of
-  writing the data-loss barrier (acquire-4.lua). Only where GRINDER has left nothing: a record,
+  writing the data-loss barrier (acquire-5.lua). Only where GRINDER has left nothing: a record,
   counter or fence means replicas led here before, and then the barrier must stand.
 
   Input:

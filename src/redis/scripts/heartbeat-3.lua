@@ -9,11 +9,16 @@
   Input:
     KEYS[1] members key   sorted set: instance id -> expiry of its registration (Redis' clock, ms)
     KEYS[2] member key    the registration: a JSON object; expires with the index entry
+    KEYS[3] veterans key  sorted set: instance id -> expiry, of the members whose registration
+                          says they have seen a fencing token (a leadership happened here); a
+                          fresh replica must not use `grinder init`'s declaration beside one
+                          (acquire-5.lua)
     ARGV[1] instance id
     ARGV[2] ttl           ms until the registration expires unless refreshed (the lock TTL)
     ARGV[3] registration  a non-empty JSON object without heartbeat_ms, which this script adds
                           first, as Redis' clock in ms (spliced in, not decoded: cjson would round
                           the 16-digit fencing token)
+    ARGV[4] seen token    '1' when the member has seen a fencing token, '' when not
 
   Output:
     {1, now}              registered; now is the heartbeat time (Redis' clock, ms)
@@ -38,4 +43,10 @@ local nowText = string.format('%.0f', now)
 redis.call('SET', memberKey, '{"heartbeat_ms":' .. nowText .. ',' .. string.sub(registration, 2), 'PX', ttl)
 redis.call('ZADD', membersKey, string.format('%.0f', now + ttl), instanceId)
 redis.call('ZREMRANGEBYSCORE', membersKey, '-inf', nowText)
+if ARGV[4] == '1' then
+  redis.call('ZADD', KEYS[3], string.format('%.0f', now + ttl), instanceId)
+else
+  redis.call('ZREM', KEYS[3], instanceId)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', nowText)
 return { 1, nowText }

@@ -11,6 +11,8 @@
     KEYS[2] counter key   string integer: the newest fencing token handed out; never expires
     KEYS[3] fence key     string integer: the highest token a fenced write has accepted
     KEYS[4] init key      `grinder init`'s declaration of a brand-new cluster (expires)
+    KEYS[5] veterans key  sorted set: instance id -> expiry (Redis' clock, ms) of the registered
+                          members that have seen a fencing token (heartbeat-3.lua)
     ARGV[1] session       random hex naming this process incarnation
     ARGV[2] instance id
     ARGV[3] ttl           this caller's lease TTL in ms
@@ -21,7 +23,10 @@
     ARGV[7] new ver       random hex for the version this call writes, if it writes one
     ARGV[8] channel       announcement channel
     ARGV[9] fresh         '1' when the caller may lead on a declared brand-new cluster: it has
-                          seen no record and no break in its connection since it started
+                          seen no record and no break in its connection since it started. Used
+                          only when no other live member has seen a token: one that has means a
+                          leadership happened here and Redis lost it (data loss, a rollback), so
+                          the declaration no longer tells the truth
 
   Output:
     {1, token, ver}                                   acquired (also: on a declared brand-new
@@ -50,7 +55,7 @@
 ]]
 -- @include include/lease-record.lua
 
-local lockKey, counterKey, fenceKey, initKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local lockKey, counterKey, fenceKey, initKey, veteransKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local session, instanceId = ARGV[1], ARGV[2]
 local ttl = tonumber(ARGV[3])
 local expected = ARGV[4]
@@ -88,6 +93,19 @@ local function writeBarrier(reason)
   return { -1, newVer, ms, reason, fmt(newest) }
 end
 
+-- Whether a live member other than the caller reported a fencing token: it saw a leadership that
+-- this Redis no longer knows of.
+local function othersHaveLed()
+  local t = redis.call('TIME')
+  local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', veteransKey, string.format('%.0f', nowMs), '+inf')) do
+    if id ~= instanceId then
+      return true
+    end
+  end
+  return false
+end
+
 -- Takes the lease with a fresh token; the caller checked that it may.
 local function take()
   -- Redis' clock in microseconds keeps tokens ahead of every earlier one even when the counter
@@ -117,7 +135,7 @@ if raw == nil then
     -- Nothing of GRINDER's here. An operator declared this a brand-new cluster (grinder init), so
     -- no leader from before can exist: a caller that has seen nothing else may lead at once. A
     -- caller that saw a break or a record may be looking at lost data, and writes the barrier.
-    if fresh and redis.call('GET', fenceKey) == false and redis.call('EXISTS', initKey) == 1 then
+    if fresh and redis.call('GET', fenceKey) == false and redis.call('EXISTS', initKey) == 1 and not othersHaveLed() then
       return take()
     end
     return writeBarrier('data_loss')

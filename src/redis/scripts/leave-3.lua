@@ -5,6 +5,7 @@
   Input:
     KEYS[1] members key   sorted set: instance id -> expiry of its registration
     KEYS[2] member key    the registration
+    KEYS[3] veterans key  sorted set of the members that have seen a fencing token (heartbeat-3.lua)
     ARGV[1] instance id
 
   Output:
@@ -15,6 +16,7 @@
   process can bring the member back after it.
 ]]
 
+redis.call('ZREM', KEYS[3], ARGV[1])
 local removed = redis.call('DEL', KEYS[2]) + redis.call('ZREM', KEYS[1], ARGV[1])
 if removed > 0 then
   return { 1 }

@@ -221,6 +221,8 @@ export class LeaderElector implements HaStatusSource {
   private sawRecord = false;
   /** A planned switchover is handing our lease to a successor: nothing else may free it meanwhile. */
   private handingOver = false;
+  /** That handover, so that stop() lets it finish instead of closing the lock under it. */
+  private handover: Promise<unknown> | null = null;
   /** A lease we resigned that is to be released once the leader work has ended. */
   private releaseAfterWork: HeldLease | null = null;
 
@@ -306,6 +308,8 @@ export class LeaderElector implements HaStatusSource {
       this.setRole('standby', 'shutting down', held);
     }
     const ended = await this.workEndedWithin(workGraceMs);
+    // A handover whose work has ended sends one more command: let it, or the successor waits a TTL.
+    if (ended && this.handover) await this.handover;
     // A resignation still waiting for its work to end hands its release over to the stop.
     const toRelease = held ?? this.releaseAfterWork;
     this.releaseAfterWork = null;
@@ -782,6 +786,10 @@ export class LeaderElector implements HaStatusSource {
     if (!held || this.handingOver) return 'not_leader';
     if (successor === this.opts.instanceId) return 'not_leader';
     this.handingOver = true;
+    let done = (): void => undefined;
+    this.handover = new Promise<void>((resolve) => {
+      done = resolve;
+    });
     try {
       this.stepDown(`switchover to ${successor}`);
       if (!(await this.workEndedWithin(held.validUntil - this.opts.clock.now()))) {
@@ -803,6 +811,8 @@ export class LeaderElector implements HaStatusSource {
       return 'lost';
     } finally {
       this.handingOver = false;
+      this.handover = null;
+      done();
     }
   }
 

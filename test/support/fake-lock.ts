@@ -180,7 +180,10 @@ export class FakeLock implements LeaseLock {
     return this.store.facts;
   }
 
-  async close(): Promise<void> {}
+  /** Closed like a real connection: every later call fails. */
+  async close(): Promise<void> {
+    this.mode = 'down';
+  }
 
   acquire(request: AcquireRequest): Promise<AcquireResult> {
     return this.run('acquire', (): AcquireResult => {

@@ -4,8 +4,8 @@ import { CONFIG_EXIT_CODE, redactRedisUrl, type Config } from './config';
 import { Membership } from './cluster/membership';
 import { readCluster } from './cluster/view';
 import { systemClock } from './ha/clock';
-import { errMessage, type LeaderElector } from './ha/elector';
-import type { RedisLeaseLock } from './ha/redis-lock';
+import { errMessage } from './error-text';
+import type { LeaderElector } from './ha/elector';
 import type { HaStatusSource, Role } from './ha/role';
 import { SoloLeader } from './ha/solo';
 import { createHttpApp, isReady } from './http/app';
@@ -51,26 +51,19 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     membership?.roleChanged();
   };
 
-  let ha: LeaderElector | SoloLeader;
-  let redisLock: RedisLeaseLock | null = null;
   // The elector a library user gets from createElector, built by the same code, with this
   // process' telemetry; its leader work goes through the same run(work) below.
-  let electorApi: BuiltElector | null = null;
-  if (config.haEnabled) {
-    electorApi = buildElector(settingsFromConfig(config), {
-      log,
-      tracer: telemetry.tracer,
-      instruments,
-      traceCommands: telemetry.tracesExported,
-      onTransition,
-    });
-    ha = electorApi.elector;
-    redisLock = electorApi.redisLock;
-  } else {
-    ha = new SoloLeader(config.instanceId, log, onTransition);
-  }
-
-  const leaseLock = redisLock;
+  const electorApi: BuiltElector | null = config.haEnabled
+    ? buildElector(settingsFromConfig(config), {
+        log,
+        tracer: telemetry.tracer,
+        instruments,
+        traceCommands: telemetry.tracesExported,
+        onTransition,
+      })
+    : null;
+  const ha: LeaderElector | SoloLeader = electorApi ? electorApi.elector : new SoloLeader(config.instanceId, log, onTransition);
+  const leaseLock = electorApi?.redisLock ?? null;
 
   // Cluster view (grinder list, GET /cluster): this replica's registration, heartbeating on the
   // lease connection; with HA disabled there is no cluster and /cluster answers 404.

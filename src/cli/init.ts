@@ -1,3 +1,4 @@
+import { errMessage } from '../error-text';
 import { ReplyCode } from '../ha/replies';
 import { shownArgument, withCliRedis, type CliRedis } from './connect';
 import type { CliIo } from './index';
@@ -59,9 +60,7 @@ async function declare(redis: CliRedis, windowMs: number, io: CliIo): Promise<nu
     );
     return 0;
   } catch (err) {
-    io.stderr(
-      `grinder init: Redis refused the declaration: ${err instanceof Error ? err.message : String(err)}; check that Redis is reachable and writable and retry\n`,
-    );
+    io.stderr(`grinder init: Redis refused the declaration: ${errMessage(err)}; check that Redis is reachable and writable and retry\n`);
     return 1;
   }
 }

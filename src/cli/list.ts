@@ -1,3 +1,4 @@
+import { errMessage } from '../error-text';
 import { formatClusterTable } from '../cluster/table';
 import { readCluster } from '../cluster/view';
 import { shownArgument, withCliRedis } from './connect';
@@ -40,7 +41,7 @@ export async function runList(args: readonly string[], io: CliIo): Promise<numbe
       return 0;
     } catch (err) {
       io.stderr(
-        `grinder list: could not read the cluster view from Redis: ${err instanceof Error ? err.message : String(err)}; check that Redis is reachable with GRINDER_REDIS_URL and retry\n`,
+        `grinder list: could not read the cluster view from Redis: ${errMessage(err)}; check that Redis is reachable with GRINDER_REDIS_URL and retry\n`,
       );
       return 1;
     }

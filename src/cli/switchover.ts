@@ -1,3 +1,4 @@
+import { errMessage } from '../error-text';
 import { randomBytes } from 'node:crypto';
 import { formatSwitchoverRequest } from '../ha/lock';
 import { findMember, isHealthyStandby, readCluster, type ClusterMember, type ClusterView } from '../cluster/view';
@@ -101,7 +102,7 @@ async function switchover(redis: CliRedis, opts: Options, io: CliIo): Promise<nu
   try {
     view = await readCluster(client, keys, config.lockKey);
   } catch (err) {
-    return fail(`could not read the cluster view: ${err instanceof Error ? err.message : String(err)}; check that Redis is reachable and retry`);
+    return fail(`could not read the cluster view: ${errMessage(err)}; check that Redis is reachable and retry`);
   }
   const leader = view.leader;
   const oldToken = view.lease.token;

@@ -1,3 +1,4 @@
+import { errMessage } from '../error-text';
 import { context, ROOT_CONTEXT } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { HaStatusSource } from '../ha/role';
@@ -80,7 +81,7 @@ export class Membership {
         log.info({ within_ms: withinMs }, 'Redis did not confirm leaving the cluster view in time; this replica drops out of it within one TTL');
       else log.info('left the cluster view');
     } catch (err) {
-      log.info({ err: errText(err) }, 'could not leave the cluster view; this replica drops out of it when its registration expires, within one TTL');
+      log.info({ err: errMessage(err) }, 'could not leave the cluster view; this replica drops out of it when its registration expires, within one TTL');
     } finally {
       clearTimeout(timer);
     }
@@ -151,16 +152,14 @@ export class Membership {
       }
     } catch (err) {
       if (this.failing) {
-        log.debug({ err: errText(err) }, 'cluster view heartbeat failed again');
+        log.debug({ err: errMessage(err) }, 'cluster view heartbeat failed again');
         return;
       }
       this.failing = true;
       log.warn(
-        { err: errText(err) },
+        { err: errMessage(err) },
         'could not register in the cluster view (grinder list, /cluster): this replica drops out of it one TTL after its last heartbeat; the election is not affected; retrying every renew interval',
       );
     }
   }
 }
-
-const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));

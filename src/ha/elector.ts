@@ -15,6 +15,7 @@ import {
 import type { HaSnapshot, HaStatusSource, LeaderContext, LeaderWork, Role } from './role';
 import type { LeaseTiming } from './timing';
 import { VersionWatch } from './watch';
+import { errMessage } from '../error-text';
 
 /*
  * SAFETY — what the lease does and does not guarantee, and what it assumes.
@@ -221,8 +222,6 @@ export class LeaderElector implements HaStatusSource {
   private sawRecord = false;
   /** A planned switchover is handing our lease to a successor: nothing else may free it meanwhile. */
   private handingOver = false;
-  /** That handover, so that stop() lets it finish instead of closing the lock under it. */
-  private handover: Promise<unknown> | null = null;
   /** A lease we resigned that is to be released once the leader work has ended. */
   private releaseAfterWork: HeldLease | null = null;
 
@@ -308,8 +307,6 @@ export class LeaderElector implements HaStatusSource {
       this.setRole('standby', 'shutting down', held);
     }
     const ended = await this.workEndedWithin(workGraceMs);
-    // A handover whose work has ended sends one more command: let it, or the successor waits a TTL.
-    if (ended && this.handover) await this.handover;
     // A resignation still waiting for its work to end hands its release over to the stop.
     const toRelease = held ?? this.releaseAfterWork;
     this.releaseAfterWork = null;
@@ -424,7 +421,7 @@ export class LeaderElector implements HaStatusSource {
     const { clock, lock, timing, log } = this.opts;
     const sentAt = clock.now();
     // One leader work at a time: while an earlier run is still ending, only look.
-    const mayLead = sentAt >= this.backoffUntil && this.workRuns.size === 0 && !this.handingOver;
+    const mayLead = sentAt >= this.backoffUntil && !this.leavingLeadership();
     const expectedVer = mayLead ? this.watch.eligibleVer(sentAt) : null;
     const fresh = mayLead && this.breaks === 0 && !this.sawRecord && this.floor === 0;
     const breaksAtSend = this.breaks;
@@ -483,7 +480,7 @@ export class LeaderElector implements HaStatusSource {
         this.learnToken(Math.max(r.token, result.newest));
         this.learnTtl(Math.max(r.ttlMs, r.maxTtlMs));
         this.seen = { state: r.state, holder: r.state === 'held' || r.state === 'handoff' ? r.instanceId : null, token: r.token };
-        if (r.state === 'held' && r.ours && r.token >= floorBefore && this.breaksAtLastWrite === this.breaks && this.workRuns.size === 0 && !this.handingOver) {
+        if (r.state === 'held' && r.ours && r.token >= floorBefore && this.breaksAtLastWrite === this.breaks && !this.leavingLeadership()) {
           // Our own leadership that this process does not hold (a renew or acquire whose reply
           // timed out ran after all): free it, so nobody waits for a lease nobody uses. Only when
           // it is our newest token and we wrote on this connection: otherwise it may be an old
@@ -501,7 +498,7 @@ export class LeaderElector implements HaStatusSource {
         const freshlyFreed = forUs && previous !== null && previous.ver !== r.ver;
         this.watch.saw(r.ver, receivedAt, freshlyFreed ? 0 : this.waitFor(r.ttlMs, r.maxTtlMs));
         // Free for us right now: take it with the next call instead of reporting STANDBY in between.
-        if (this.watch.eligibleVer(receivedAt) === r.ver && receivedAt >= this.backoffUntil && this.workRuns.size === 0 && !this.handingOver) return 0;
+        if (this.watch.eligibleVer(receivedAt) === r.ver && receivedAt >= this.backoffUntil && !this.leavingLeadership()) return 0;
         const reason =
           this.workRuns.size > 0
             ? 'waiting for the previous leader work to end'
@@ -623,7 +620,7 @@ export class LeaderElector implements HaStatusSource {
   private standbyDelay(now: number): number {
     const { renewIntervalMs } = this.opts.timing;
     // Not taking anything while leader work ends or a handover runs: the end of the work kicks.
-    if (this.workRuns.size > 0 || this.handingOver) return renewIntervalMs;
+    if (this.leavingLeadership()) return renewIntervalMs;
     const at = Math.max(this.watch.eligibleAt() ?? now + renewIntervalMs, this.backoffUntil);
     return Math.min(renewIntervalMs, Math.max(0, at - now) + 1);
   }
@@ -786,10 +783,6 @@ export class LeaderElector implements HaStatusSource {
     if (!held || this.handingOver) return 'not_leader';
     if (successor === this.opts.instanceId) return 'not_leader';
     this.handingOver = true;
-    let done = (): void => undefined;
-    this.handover = new Promise<void>((resolve) => {
-      done = resolve;
-    });
     try {
       this.stepDown(`switchover to ${successor}`);
       if (!(await this.workEndedWithin(held.validUntil - this.opts.clock.now()))) {
@@ -811,8 +804,6 @@ export class LeaderElector implements HaStatusSource {
       return 'lost';
     } finally {
       this.handingOver = false;
-      this.handover = null;
-      done();
     }
   }
 
@@ -829,6 +820,14 @@ export class LeaderElector implements HaStatusSource {
     }
     this.opts.log.info({ request_id: request.id, to: request.to }, `switchover requested: handing the lease over to ${request.to}`);
     void this.handOver(request.to);
+  }
+
+  /**
+   * Still leaving a leadership: its work has not ended yet, or a switchover is handing it over.
+   * Meanwhile the replica takes nothing and frees nothing: the lease must stay held until then.
+   */
+  private leavingLeadership(): boolean {
+    return this.workRuns.size > 0 || this.handingOver;
   }
 
   private workEnded(): Promise<void> {
@@ -865,8 +864,4 @@ function barrierMessage(reason: BarrierReason): string {
     case 'rollback':
       return 'Redis knows no token as new as one this replica has seen (data rolled back?): counter raised, nobody leads until the barrier has stood for the longest TTL';
   }
-}
-
-export function errMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -1,3 +1,4 @@
+import { errMessage } from '../error-text';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { ClusterView } from '../cluster/view';
 import type { HaStatusSource, Role } from '../ha/role';
@@ -75,11 +76,7 @@ export function createHttpApp(deps: HttpDeps): HttpApp {
       .then(
         (view): Answer => ({ status: 200, type: JSON_TYPE, body: JSON.stringify(view), headers: NO_STORE }),
         (err: unknown): Answer => ({
-          ...error(
-            503,
-            'cluster view unavailable',
-            `could not read the cluster view from Redis: ${err instanceof Error ? err.message : String(err)}; see /status (redis_connected) and retry`,
-          ),
+          ...error(503, 'cluster view unavailable', `could not read the cluster view from Redis: ${errMessage(err)}; see /status (redis_connected) and retry`),
           headers: NO_STORE,
         }),
       )
@@ -177,7 +174,7 @@ export function createHttpApp(deps: HttpDeps): HttpApp {
   };
 
   const failed = (req: IncomingMessage, res: ServerResponse, err: unknown): void => {
-    send(req, res, error(500, 'internal error', err instanceof Error ? err.message : String(err)));
+    send(req, res, error(500, 'internal error', errMessage(err)));
     deps.onError?.(err);
   };
 

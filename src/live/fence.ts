@@ -2,7 +2,7 @@ import type { Cluster, Redis } from 'ioredis';
 import { FenceUsageError } from '../library/errors';
 import type { Fence, FenceAppendOptions } from '../library/types';
 import { defineCommands, UnexpectedReplyError } from '../redis/commands';
-import { hasHashTag, sharesLockSlot, type LeaseKeys } from '../redis/keys';
+import { keyInLockSlot, sharesLockSlot, type LeaseKeys } from '../redis/keys';
 
 /**
  * Fenced writes: the reusable piece that turns the lease's fencing token into safety. Leader work
@@ -28,11 +28,6 @@ export interface FencedStreamOptions {
 /** The default cap of a fenced stream (GRINDER_LIVE_STREAM_MAXLEN's default). */
 export const DEFAULT_FENCED_MAXLEN = 10_000;
 const MAX_FENCED_MAXLEN = 100_000_000;
-
-/** `{<lock key>}:<name>`, or `<lock key>:<name>` when the lock key has a hash tag of its own: a key in the lock's Cluster slot. */
-export function keyInLockSlot(lockKey: string, name: string): string {
-  return `${hasHashTag(lockKey) ? lockKey : `{${lockKey}}`}:${name}`;
-}
 
 export class FencedStream implements FencedAppender {
   readonly streamKey: string;

@@ -43,23 +43,23 @@ export function hasHashTag(key: string): boolean {
   return close > open + 1;
 }
 
-/** `{<lock key>}` or, when the lock key has its own hash tag, the lock key itself. */
-function slotPrefix(lockKey: string): string {
-  return hasHashTag(lockKey) ? lockKey : `{${lockKey}}`;
+/** `{<lock key>}:<name>`, or `<lock key>:<name>` when the lock key has a hash tag of its own: a key in the lock's Cluster slot. */
+export function keyInLockSlot(lockKey: string, name: string): string {
+  return `${hasHashTag(lockKey) ? lockKey : `{${lockKey}}`}:${name}`;
 }
 
 export function leaseKeys(lockKey: string): LeaseKeys {
-  const p = slotPrefix(lockKey);
+  const k = (name: string): string => keyInLockSlot(lockKey, name);
   return {
     record: lockKey,
-    counter: `${p}:token`,
-    fence: `${p}:fence`,
-    events: `${p}:events`,
-    liveStream: `${p}:live`,
-    members: `${p}:members`,
-    veterans: `${p}:veterans`,
-    member: (instanceId) => `${p}:member:${instanceId}`,
-    init: `${p}:init`,
+    counter: k('token'),
+    fence: k('fence'),
+    events: k('events'),
+    liveStream: k('live'),
+    members: k('members'),
+    veterans: k('veterans'),
+    member: (instanceId) => k(`member:${instanceId}`),
+    init: k('init'),
   };
 }
 

@@ -1,5 +1,6 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { Redis } from 'ioredis';
 import type { Registration } from '../../src/cluster/registration';
 import { readCluster, type ClusterView } from '../../src/cluster/view';
 import { defineCommands } from '../../src/redis/commands';
@@ -145,8 +146,12 @@ describe('grinder switchover', () => {
     // The leader is frozen (still inside its lease) so it cannot act before the blip: every
     // connection, its own, the standby's and the command's, is cut while the request is pending.
     c.signal(from, 'SIGSTOP');
+    const ear = new Redis(c.redisUrl);
+    await ear.subscribe(c.keys.events);
+    const published = new Promise<void>((resolve) => ear.on('message', (_channel: string, message: string) => message.startsWith('switchover|') && resolve()));
     const pending = runGrinder(['switchover', '--to', c.instanceId(1 - from)], env(c));
-    await sleep(400);
+    await published; // the request is out, and nobody can act on it yet
+    ear.disconnect();
     await c.client.client('KILL', 'TYPE', 'normal').catch(() => undefined);
     await c.client.client('KILL', 'TYPE', 'pubsub').catch(() => undefined);
     await sleep(300);

@@ -180,10 +180,7 @@ export class FakeLock implements LeaseLock {
     return this.store.facts;
   }
 
-  /** Closed like a real connection: every later call fails. */
-  async close(): Promise<void> {
-    this.mode = 'down';
-  }
+  async close(): Promise<void> {}
 
   acquire(request: AcquireRequest): Promise<AcquireResult> {
     return this.run('acquire', (): AcquireResult => {

@@ -20,11 +20,8 @@
 -- @include include/lease-record.lua
 
 local lockKey = KEYS[1]
-if redis.call('TYPE', lockKey)['ok'] ~= 'string' then
-  return { 0 }
-end
-local rec = parseRecord(redis.call('GET', lockKey))
-if not rec or rec.state ~= 'held' or rec.token ~= tonumber(ARGV[1]) or rec.session ~= ARGV[2] then
+local rec = heldRecord(lockKey, ARGV[2], ARGV[1])
+if not rec then
   return { 0 }
 end
 redis.call('SET', lockKey, formatRecord('free', ARGV[3], rec.token, rec.ttl, rec.maxttl, rec.session, rec.instance))

@@ -18,11 +18,8 @@
 -- @include include/lease-record.lua
 
 local lockKey = KEYS[1]
-if redis.call('TYPE', lockKey)['ok'] ~= 'string' then
-  return { 0 }
-end
-local rec = parseRecord(redis.call('GET', lockKey))
-if not rec or rec.state ~= 'held' or rec.session ~= ARGV[1] then
+local rec = heldRecord(lockKey, ARGV[1], nil)
+if not rec then
   return { 0 }
 end
 redis.call('SET', lockKey, formatRecord('free', ARGV[2], rec.token, rec.ttl, rec.maxttl, rec.session, rec.instance))

@@ -69,6 +69,19 @@ local function formatRecord(state, ver, token, ttl, maxttl, session, instance)
   return '2|' .. state .. '|' .. ver .. '|' .. fmt(token) .. '|' .. fmt(ttl) .. '|' .. fmt(maxttl) .. '|' .. session .. '|' .. instance
 end
 
+-- The record at lockKey when it is held by the caller's process incarnation (session) and, when a
+-- token is given, by that leadership; nil otherwise. Release, handoff and abandon change only that.
+local function heldRecord(lockKey, session, token)
+  if redis.call('TYPE', lockKey)['ok'] ~= 'string' then
+    return nil
+  end
+  local rec = parseRecord(redis.call('GET', lockKey))
+  if not rec or rec.state ~= 'held' or rec.session ~= session or (token ~= nil and rec.token ~= tonumber(token)) then
+    return nil
+  end
+  return rec
+end
+
 -- Announcements are hints for a prompt retry; the record stays the only source of truth.
 local function announce(channel, event, ver, token, ttl, instance)
   redis.call('PUBLISH', channel, event .. '|' .. ver .. '|' .. fmt(token) .. '|' .. fmt(ttl) .. '|' .. instance)

@@ -9,6 +9,7 @@ import { readOtelConfig, type OtelConfig } from './telemetry/otel-config';
 import { usage } from './usage';
 import { VERSION } from './version';
 import { armShutdownWatchdog, shutdownDeadlineMs } from './watchdog';
+import { errMessage } from './error-text';
 
 /** Signals that stop the replica gracefully: the lease is released first, so the next one takes over at once. */
 const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT'] as const;
@@ -81,7 +82,7 @@ async function main(): Promise<void> {
     service.stop().then(
       () => process.exit(0),
       (err: unknown) => {
-        log.error({ err: err instanceof Error ? err.message : String(err) }, 'graceful shutdown failed');
+        log.error({ err }, 'graceful shutdown failed');
         process.exit(1);
       },
     );
@@ -90,5 +91,5 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  fail(`could not start: ${err instanceof Error ? err.message : String(err)}`, 1);
+  fail(`could not start: ${errMessage(err)}`, 1);
 });

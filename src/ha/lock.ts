@@ -4,7 +4,7 @@
  * conformance suite (test/integration/lock-conformance.test.ts) runs the same cases against both.
  *
  * The store keeps one lease record that never expires. Every change writes a new random version;
- * the elector decides when a version may be taken over (SAFETY in elector.ts), the store only
+ * the elector decides when a version may be taken over (SAFETY in election.ts), the store only
  * checks that the version is still current.
  */
 export interface LeaseLock {

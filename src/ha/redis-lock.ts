@@ -19,6 +19,7 @@ import {
   type StoreFacts,
 } from './lock';
 import { mapAcquireReply, mapReleaseReply, mapRenewReply } from './replies';
+import { errMessage } from '../error-text';
 
 export interface RedisLeaseLockOptions {
   target: RedisTarget;
@@ -359,7 +360,7 @@ export class RedisLeaseLock implements LeaseLock {
 
 export function classifyRedisError(operation: LockOperation, err: unknown): LockUnavailableError {
   if (err instanceof LockUnavailableError) return err;
-  const message = err instanceof Error ? err.message : String(err);
+  const message = errMessage(err);
   if (err instanceof ReplyError && isFailoverReply(err as Error)) {
     return new LockUnavailableError(
       operation,

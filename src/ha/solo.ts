@@ -34,7 +34,7 @@ export class SoloLeader implements HaStatusSource {
     };
     this.run = Promise.resolve()
       .then(() => work(ctx))
-      .catch((err: unknown) => this.log.error({ err: err instanceof Error ? err.message : String(err) }, 'leader work failed'));
+      .catch((err: unknown) => this.log.error({ err }, 'leader work failed'));
   }
 
   currentRole(): Role {

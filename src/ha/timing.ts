@@ -1,6 +1,6 @@
 /**
  * The numbers derived from the lease TTL and renew interval. One function, so the elector, the
- * Redis client and the config validation cannot disagree about them. See SAFETY in elector.ts for
+ * Redis client and the config validation cannot disagree about them. See SAFETY in election.ts for
  * why each exists.
  */
 export interface LeaseTiming {

@@ -1,5 +1,4 @@
-import { ReplyError } from 'ioredis';
-import { UnexpectedReplyError } from '../redis/commands';
+import { redisAnswered } from '../redis/commands';
 import type { Config } from '../config';
 import { systemClock } from '../ha/clock';
 import type { LeaderWorkContext } from '../library/types';
@@ -51,7 +50,7 @@ export function liveLeaderWork(config: Config, deps: LeaderWorkDeps): LeaderWork
         // Redis answered with an error: the lease may be fine while the work cannot be done, so
         // a streak of these ends the leadership. No answer at all (Redis down, a timeout) is the
         // lease's business: the elector steps down at the deadline if renewals fail too.
-        const answered = err instanceof ReplyError || err instanceof UnexpectedReplyError;
+        const answered = redisAnswered(err);
         if (answered) failures += 1;
         deps.log.warn(
           { err, token: ctx.token, redis_answered: answered, consecutive_failures: failures, limit: maxConsecutiveFailures },

@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Cluster, Redis, Result } from 'ioredis';
+import { ReplyError, type Cluster, type Redis, type Result } from 'ioredis';
 
 /**
  * The script layer: every Lua script lives in ./scripts as `<name>-<numKeys>.lua` and is
@@ -125,4 +125,13 @@ export class UnexpectedReplyError extends Error {
     );
     this.name = 'UnexpectedReplyError';
   }
+}
+
+/**
+ * Whether Redis answered a call, with an error or a reply the script should never give, as
+ * opposed to not answering at all (down, a timeout): an answer means Redis is there but the
+ * work cannot be done.
+ */
+export function redisAnswered(err: unknown): boolean {
+  return err instanceof ReplyError || err instanceof UnexpectedReplyError;
 }

@@ -13,6 +13,7 @@ import {
 } from '../ha/lock';
 import type { HaInstruments } from './metrics';
 import { Attr, Span as SpanName, type LockFailureReason, type LockOperation } from './names';
+import { errMessage } from '../error-text';
 
 /**
  * Wraps a LeaseLock so every lease operation is a span, a failure count and (for renewals) a
@@ -160,7 +161,7 @@ export class InstrumentedLeaseLock implements LeaseLock {
           // An error reply (a rejected script) is still an answer from Redis.
           this.lastOutcome = { at: this.now(), answered: reason !== 'timeout' && reason !== 'connection' };
           span.setAttribute(Attr.result, 'error');
-          this.failed(span, operation, reason, err instanceof Error ? err.message : String(err), err);
+          this.failed(span, operation, reason, errMessage(err), err);
           throw err;
         } finally {
           span.end();

@@ -2,6 +2,7 @@ import { SpanKind, SpanStatusCode, trace, type Attributes, type Tracer } from '@
 import { Redis, type Cluster, type Command } from 'ioredis';
 import type { RedisEndpoint } from '../config';
 import { DB_SYSTEM_REDIS, SemAttr } from './names';
+import { errMessage } from '../error-text';
 
 /** The semantic-convention attributes of anything that talks to this Redis (database client spans). */
 export function redisAttributes(target: RedisEndpoint): Attributes {
@@ -37,7 +38,7 @@ export function traceRedisCommands(client: Redis | Cluster, tracer: Tracer, targ
     command.promise.then(
       () => span.end(),
       (err: unknown) => {
-        const message = err instanceof Error ? err.message : String(err);
+        const message = errMessage(err);
         // Redis error replies start with their code: NOSCRIPT, WRONGTYPE, ERR, ...
         const code = /^([A-Z]+)\s/.exec(message)?.[1];
         span.setAttribute(SemAttr.errorType, code ?? (err instanceof Error ? err.name : 'Error'));

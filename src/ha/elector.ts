@@ -304,6 +304,12 @@ export class LeaderElector implements HaStatusSource {
     this.tickTimer = this.opts.clock.setTimeout(() => {
       this.tickTimer = null;
       this.tickDueAt = null;
+      // One lease call at a time (a resignation schedules its look while a renewal may still be on
+      // its way): a tick that falls due meanwhile runs right after the one in flight.
+      if (this.ticking) {
+        this.rerunAfterTick = true;
+        return;
+      }
       this.ticking = this.tick().finally(() => {
         this.ticking = null;
       });

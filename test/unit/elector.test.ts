@@ -922,3 +922,38 @@ describe('LeaderElector on a cluster declared brand-new (grinder init)', () => {
     assert.equal(sim.starts.length, 2);
   });
 });
+
+describe('LeaderElector loop', () => {
+  it('never has two lease calls in flight: a resignation during a slow renewal waits for it before looking again', async () => {
+    const sim = simulate(1, {
+      work: async (ctx) => {
+        await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve()));
+      },
+    });
+    const [a] = sim.replicas as [SimReplica];
+    let inFlight = 0;
+    let most = 0;
+    const track = <T>(p: Promise<T>): Promise<T> => {
+      inFlight += 1;
+      most = Math.max(most, inFlight);
+      return p.finally(() => {
+        inFlight -= 1;
+      });
+    };
+    const acquire = a.lock.acquire.bind(a.lock);
+    const renew = a.lock.renew.bind(a.lock);
+    a.lock.acquire = (request) => track(acquire(request));
+    a.lock.renew = (lease) => track(renew(lease));
+    await firstStart(sim, [a]);
+    // Renewals now take longer than the back-off after a first resignation (one renew interval).
+    a.lock.latencyMs = RENEW + 100;
+    await sim.time.advance(RENEW + 1); // the renewal is on its way
+    assert.equal(inFlight, 1, 'a renewal is in flight');
+    a.contexts[0]?.resign('test');
+    await sim.time.advanceChecking(3 * TTL, 1, () => assert.ok(inFlight <= 1, `${inFlight} lease calls in flight at t=${sim.time.now()}`));
+    assert.equal(most, 1);
+    a.lock.latencyMs = 0;
+    await sim.time.advance(2 * TTL);
+    assert.equal(a.elector.currentRole(), 'active', 'it leads again after the back-off');
+  });
+});

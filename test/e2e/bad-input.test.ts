@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { e2eKit } from '../support/e2e';
-import { sleep, waitFor } from '../support/wait';
+import { sleep, waitFor } from '../../tools/kit/time';
 
 const TTL = 1_000;
 const { redis, replica, haEnv } = e2eKit(TTL, 250);

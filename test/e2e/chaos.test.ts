@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO_ROOT } from '../support/replica';
+import { REPO_ROOT } from '../../tools/kit/replica';
 
 /*
  * The short chaos run, as CI runs it: the real CLI (tools/chaos/cli.ts) with real processes — one

@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import type { ClusterView } from '../../src/cluster/view';
 import { e2eKit } from '../support/e2e';
-import { freePort } from '../support/ports';
-import { runGrinder, type CliRun } from '../support/cli';
-import type { Replica } from '../support/replica';
-import { waitFor } from '../support/wait';
+import { freePort } from '../../tools/kit/ports';
+import { runGrinder, type CommandRun as CliRun } from '../../tools/kit/command';
+import type { Replica } from '../../tools/kit/replica';
+import { waitFor } from '../../tools/kit/time';
 
 const TTL = 1_000;
 const RENEW = 250;

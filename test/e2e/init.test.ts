@@ -1,8 +1,8 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { runGrinder } from '../support/cli';
-import { FaultCluster, monoNow } from '../support/fault-cluster';
-import { sleep, waitFor } from '../support/wait';
+import { runGrinder } from '../../tools/kit/command';
+import { FaultCluster } from '../support/fault-cluster';
+import { monoNow, sleep, waitFor } from '../../tools/kit/time';
 
 /*
  * `grinder init` against real processes: on a brand-new Redis the first leader comes at once

@@ -15,8 +15,8 @@ import {
   type LeaderWork,
   type Role,
 } from '../../src/index';
-import { RedisServer } from '../support/redis';
-import { sleep, waitFor } from '../support/wait';
+import { RedisServer } from '../../tools/kit/redis';
+import { sleep, waitFor } from '../../tools/kit/time';
 
 /** A short lease for the rules that are about roles only. */
 const FAST = { ttlMs: 1_000, renewIntervalMs: 250 };

@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { e2eKit } from '../support/e2e';
 import { attributeMap, OtlpReceiver, type HttpReceiverOptions, type JsonSpan } from '../support/otlp-receiver';
-import { MAIN_JS, type Replica } from '../support/replica';
-import { waitFor } from '../support/wait';
+import { MAIN_JS, type Replica } from '../../tools/kit/replica';
+import { waitFor } from '../../tools/kit/time';
 
 const { redis, replica, haEnv, becomes, onCleanup } = e2eKit(1_000, 250);
 

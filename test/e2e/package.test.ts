@@ -12,9 +12,9 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { RedisServer } from '../support/redis';
-import { REPO_ROOT } from '../support/replica';
-import { waitFor } from '../support/wait';
+import { RedisServer } from '../../tools/kit/redis';
+import { REPO_ROOT } from '../../tools/kit/replica';
+import { waitFor } from '../../tools/kit/time';
 
 let root: string;
 let project: string;

@@ -1,9 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { monoNow } from '../support/fault-cluster';
-import { RedisServer } from '../support/redis';
-import { Replica } from '../support/replica';
-import { sleep, waitFor } from '../support/wait';
+import { RedisServer } from '../../tools/kit/redis';
+import { Replica } from '../../tools/kit/replica';
+import { monoNow, sleep, waitFor } from '../../tools/kit/time';
 
 /*
  * The operators' runbook (shared/seeds/runbook-ha-operations.md), re-enacted with real processes:

@@ -2,8 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { e2eKit } from '../support/e2e';
-import { freePort } from '../support/ports';
-import { sleep, waitFor } from '../support/wait';
+import { freePort } from '../../tools/kit/ports';
+import { sleep, waitFor } from '../../tools/kit/time';
 
 const TTL = 1_000;
 const RENEW = 250;

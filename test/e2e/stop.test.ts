@@ -7,9 +7,9 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import { e2eKit } from '../support/e2e';
-import { freePort } from '../support/ports';
-import { REPO_ROOT, type Replica } from '../support/replica';
-import { waitFor } from '../support/wait';
+import { freePort } from '../../tools/kit/ports';
+import { REPO_ROOT, type Replica } from '../../tools/kit/replica';
+import { waitFor } from '../../tools/kit/time';
 import { shutdownDeadlineMs } from '../../src/watchdog';
 
 const TTL = 1_000;

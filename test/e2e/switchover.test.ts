@@ -4,9 +4,9 @@ import { Redis } from 'ioredis';
 import type { Registration } from '../../src/cluster/registration';
 import { readCluster, type ClusterView } from '../../src/cluster/view';
 import { defineCommands } from '../../src/redis/commands';
-import { runGrinder } from '../support/cli';
-import { FaultCluster, monoNow } from '../support/fault-cluster';
-import { sleep, waitFor } from '../support/wait';
+import { runGrinder } from '../../tools/kit/command';
+import { FaultCluster } from '../support/fault-cluster';
+import { monoNow, sleep, waitFor } from '../../tools/kit/time';
 
 /*
  * `grinder switchover` against real replicas: every leadership is rebuilt from the replicas'

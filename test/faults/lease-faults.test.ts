@@ -2,9 +2,9 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, cpSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ShiftedClock } from '../support/clock-shim';
-import { FaultCluster, monoNow, type ReplicaSpec } from '../support/fault-cluster';
-import { sleep, waitFor } from '../support/wait';
+import { ShiftedClock } from '../../tools/kit/clock-shim';
+import { FaultCluster, type ReplicaSpec } from '../support/fault-cluster';
+import { monoNow, sleep, waitFor } from '../../tools/kit/time';
 
 /*
  * Everything one Redis can do to the lease keys, done to real processes: three `node dist/main.js`

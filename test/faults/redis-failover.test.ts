@@ -1,10 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster, Redis } from 'ioredis';
-import { ChaosProxy } from '../../tools/chaos/proxy';
-import { FaultCluster, monoNow, type ReplicaSpec } from '../support/fault-cluster';
-import { SentinelSetup, SmallCluster } from '../support/redis-topologies';
-import { sleep, waitFor } from '../support/wait';
+import { ChaosProxy } from '../../tools/kit/proxy';
+import { FaultCluster, type ReplicaSpec } from '../support/fault-cluster';
+import { SentinelSetup, SmallCluster } from '../../tools/kit/redis-topologies';
+import { monoNow, sleep, waitFor } from '../../tools/kit/time';
 
 /*
  * Redis is not a single point of failure: two `node dist/main.js` replicas on a Sentinel set-up

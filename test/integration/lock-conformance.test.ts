@@ -9,8 +9,8 @@ import { defineCommands } from '../../src/redis/commands';
 import { leaseKeys } from '../../src/redis/keys';
 import { FakeTime } from '../support/fake-clock';
 import { FakeLeaseStore, FakeLock } from '../support/fake-lock';
-import { RedisServer } from '../support/redis';
-import { waitFor } from '../support/wait';
+import { RedisServer } from '../../tools/kit/redis';
+import { waitFor } from '../../tools/kit/time';
 
 /*
  * The same cases against the in-memory fake (which the elector's unit tests run on) and against

@@ -15,8 +15,8 @@ import { createLeaseClient, type LeaseClient } from '../../src/redis/connection'
 import { leaseKeys, type LeaseKeys } from '../../src/redis/keys';
 import { parseRedisTarget } from '../../src/redis/target';
 import { FakeHa } from '../support/fake-ha';
-import { RedisServer } from '../support/redis';
-import { sleep, waitFor } from '../support/wait';
+import { RedisServer } from '../../tools/kit/redis';
+import { sleep, waitFor } from '../../tools/kit/time';
 
 const TTL = 1_000;
 const RENEW = 250;

@@ -8,8 +8,8 @@ import { parseRedisTarget } from '../../src/redis/target';
 import { FencedStream } from '../../src/live/fence';
 import { loadScripts } from '../../src/redis/commands';
 import { leaseKeys } from '../../src/redis/keys';
-import { RedisServer } from '../support/redis';
-import { waitFor } from '../support/wait';
+import { RedisServer } from '../../tools/kit/redis';
+import { waitFor } from '../../tools/kit/time';
 
 /* What only a real Redis shows: the script layer, fenced writes, timeouts and reconnects. */
 

@@ -2,9 +2,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
-import { ChaosProxy } from '../../tools/chaos/proxy';
-import { RedisServer } from '../support/redis';
-import { sleep, waitFor } from '../support/wait';
+import { ChaosProxy } from '../../tools/kit/proxy';
+import { RedisServer } from '../../tools/kit/redis';
+import { sleep, waitFor } from '../../tools/kit/time';
 
 /*
  * The chaos harness' TCP proxy, with real sockets: an echo server, and a real redis-server driven

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { REPO_ROOT } from '../support/replica';
+import { REPO_ROOT } from '../../tools/kit/replica';
 
 const HA = 'docker-compose.ha.yml';
 const OBS = 'docker-compose.obs.yml';

@@ -3,8 +3,8 @@
 // them against the Prometheus that scraped the scenario's replicas.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT } from '../support/replica';
-import type { PrometheusServer, Sample } from '../support/prometheus';
+import { REPO_ROOT } from '../../tools/kit/replica';
+import type { PrometheusServer, Sample } from '../../tools/kit/prometheus';
 
 export const DASHBOARD_PATH = join(REPO_ROOT, 'grafana', 'dashboards', 'grinder-overview.json');
 

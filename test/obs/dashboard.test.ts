@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import ts from 'typescript';
 import { parse } from 'yaml';
 import { headingAnchors } from '../support/markdown';
-import { REPO_ROOT } from '../support/replica';
+import { REPO_ROOT } from '../../tools/kit/replica';
 
 const DASHBOARD_PATH = join(REPO_ROOT, 'grafana', 'dashboards', 'grinder-overview.json');
 const DATASOURCES_PATH = join(REPO_ROOT, 'grafana', 'provisioning', 'datasources', 'datasources.yml');

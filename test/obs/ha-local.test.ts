@@ -1,4 +1,4 @@
-// scripts/ha-local.mjs (npm run ha:local): Redis and the runbook's two replicas without Docker,
+// scripts/ha-local.ts (npm run ha:local): Redis and the runbook's two replicas without Docker,
 // a clear line whenever the ACTIVE replica changes, the runbook's curl answers, and a clean stop
 // on Ctrl-C. Ports are free ones here (the script defaults to 9090/9091).
 import { after, test } from 'node:test';
@@ -6,9 +6,10 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort } from '../support/ports';
-import { MAIN_JS, REPO_ROOT } from '../support/replica';
-import { waitFor } from '../support/wait';
+import { httpGet } from '../../tools/kit/http';
+import { freePort } from '../../tools/kit/ports';
+import { MAIN_JS, REPO_ROOT } from '../../tools/kit/replica';
+import { waitFor } from '../../tools/kit/time';
 
 let proc: ChildProcess | undefined;
 
@@ -21,15 +22,17 @@ after(async () => {
 });
 
 async function readyz(port: number): Promise<{ status: number; body: string }> {
-  const r = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(2_000) });
-  return { status: r.status, body: await r.text() };
+  const { status, body } = await httpGet(port, '/readyz');
+  return { status, body };
 }
 
 test('ha-local starts Redis and both replicas, reports who is ACTIVE, follows a failover, stops cleanly on Ctrl-C', async () => {
   assert.ok(existsSync(MAIN_JS), 'run `npm run build` first');
   const ports = [await freePort(), await freePort()];
   let out = '';
-  const child = spawn(process.execPath, [join(REPO_ROOT, 'scripts', 'ha-local.mjs')], {
+  // As `npm run ha:local` runs it; tsx resolves from the repository root.
+  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'scripts', 'ha-local.ts')], {
+    cwd: REPO_ROOT,
     env: {
       PATH: process.env.PATH ?? '',
       GRINDER_LOCAL_PORTS: ports.join(','),

@@ -27,7 +27,7 @@ import type { IPrometheusRule } from '@kubernetes-models/prometheus-operator/mon
 import { loadConfig } from '../../src/config';
 import { SETTINGS } from '../../src/usage';
 import { shutdownDeadlineMs } from '../../src/watchdog';
-import { REPO_ROOT } from '../support/replica';
+import { REPO_ROOT } from '../../tools/kit/replica';
 
 const K8S_DIR = join(REPO_ROOT, 'deploy', 'kubernetes');
 const RULE_FILE = join(REPO_ROOT, 'prometheus', 'rules', 'grinder-ha.yml');

@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { RedisServer } from '../support/redis';
-import { MAIN_JS, REPO_ROOT, Replica } from '../support/replica';
-import { freePort } from '../support/ports';
-import { waitFor } from '../support/wait';
+import { RedisServer } from '../../tools/kit/redis';
+import { MAIN_JS, REPO_ROOT, Replica } from '../../tools/kit/replica';
+import { freePort } from '../../tools/kit/ports';
+import { waitFor } from '../../tools/kit/time';
 import { RuntimeMetric } from '../../src/telemetry/names';
 
 let redis: RedisServer | undefined;

@@ -9,8 +9,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { headingAnchors } from '../support/markdown';
-import { REPO_ROOT } from '../support/replica';
-import { parseDurationMs } from '../support/prometheus';
+import { REPO_ROOT } from '../../tools/kit/replica';
+import { parseDurationMs } from '../../tools/kit/prometheus';
 
 const PROM_DIR = join(REPO_ROOT, 'prometheus');
 const RULES_DIR = join(PROM_DIR, 'rules');

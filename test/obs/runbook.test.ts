@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { headingAnchors } from '../support/markdown';
-import { REPO_ROOT } from '../support/replica';
+import { REPO_ROOT } from '../../tools/kit/replica';
 
 const RUNBOOK = readFileSync(join(REPO_ROOT, 'docs', 'runbooks', 'ha-operations.md'), 'utf8');
 

@@ -10,12 +10,12 @@ import { createServer, type Server } from 'node:http';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ChaosProxy } from '../../tools/chaos/proxy';
-import { freePort } from '../support/ports';
-import { PrometheusServer, SHIPPED_RULES_DIR, scaledRuleCopies, type Sample } from '../support/prometheus';
-import { RedisServer } from '../support/redis';
-import { Replica } from '../support/replica';
-import { waitFor } from '../support/wait';
+import { ChaosProxy } from '../../tools/kit/proxy';
+import { freePort } from '../../tools/kit/ports';
+import { PrometheusServer, SHIPPED_RULES_DIR, scaledRuleCopies, type Sample } from '../../tools/kit/prometheus';
+import { RedisServer } from '../../tools/kit/redis';
+import { Replica } from '../../tools/kit/replica';
+import { waitFor } from '../../tools/kit/time';
 
 export const SCALE = 0.2;
 export const TTL_MS = 10_000 * SCALE;

@@ -13,10 +13,10 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { MAIN_JS } from '../support/replica';
-import { SHIPPED_RULES_DIR, type Sample } from '../support/prometheus';
-import { RedisServer } from '../support/redis';
-import { sleep, waitFor } from '../support/wait';
+import { MAIN_JS } from '../../tools/kit/replica';
+import { SHIPPED_RULES_DIR, type Sample } from '../../tools/kit/prometheus';
+import { RedisServer } from '../../tools/kit/redis';
+import { sleep, waitFor } from '../../tools/kit/time';
 import { emptyPanels, panelValues, runDashboard, type PanelResult } from './dashboard-queries';
 import { Cluster, P, prod, ScenarioStack, SCRAPE_S, TTL_MS, nowS, type ClusterOptions } from './scenario-stack';
 

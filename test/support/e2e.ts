@@ -1,7 +1,7 @@
 import { after } from 'node:test';
-import { RedisServer, type RedisServerOptions } from './redis';
-import { Replica, type ReplicaOptions } from './replica';
-import { waitFor } from './wait';
+import { RedisServer, type RedisServerOptions } from '../../tools/kit/redis';
+import { Replica, type ReplicaOptions } from '../../tools/kit/replica';
+import { waitFor } from '../../tools/kit/time';
 
 /**
  * What the end-to-end files share: their own Redis servers and `node dist/main.js` replicas,

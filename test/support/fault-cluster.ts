@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { Redis, type Cluster } from 'ioredis';
-import { leadershipIntervals, type IncarnationRecord, type Interval, type RoleRecord } from '../../tools/chaos/checker';
 import { leaseKeys } from '../../src/redis/keys';
-import { monoNow } from '../../tools/chaos/processes';
-import { RedisServer, type RedisServerOptions } from './redis';
-import { Replica } from './replica';
-import { sleep } from './wait';
+import { leadershipIntervals, type IncarnationRecord, type Interval } from '../../tools/kit/leadership';
+import { RedisServer, type RedisServerOptions } from '../../tools/kit/redis';
+import { Replica } from '../../tools/kit/replica';
+import { monoNow, sleep } from '../../tools/kit/time';
 
 /*
  * Real processes for fault tests: one redis-server of the test's own and N `node dist/main.js`
@@ -13,8 +12,6 @@ import { sleep } from './wait';
  * leadership (start, end or valid-until, token) after the fact and assert that none overlapped and
  * no token was handed out twice, whatever the fault did.
  */
-
-export { monoNow };
 
 export interface ReplicaSpec {
   ttlMs: number;
@@ -201,7 +198,7 @@ export class FaultCluster {
           : inc.replica.alive
             ? { kind: 'running' }
             : { kind: 'exited', monoMs: monoNow(), code: null },
-      roleChanges: inc.replica.logsWith('role changed').map(toRoleRecord),
+      roleChanges: inc.replica.roleChanges,
       rejectedWrites: inc.replica.logs.filter((l) => l.msg === 'fenced live write rejected: a newer leadership exists; stepping down').length,
     }));
   }
@@ -270,15 +267,4 @@ function fieldMap(fields: string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (let i = 0; i + 1 < fields.length; i += 2) out[fields[i] as string] = fields[i + 1] as string;
   return out;
-}
-
-function toRoleRecord(l: Record<string, unknown>): RoleRecord {
-  return {
-    from: String(l.from),
-    to: String(l.to),
-    token: typeof l.token === 'number' ? l.token : null,
-    monoMs: Number(l.mono_ms),
-    validUntilMonoMs: typeof l.valid_until_mono_ms === 'number' ? l.valid_until_mono_ms : null,
-    reason: typeof l.reason === 'string' ? l.reason : undefined,
-  };
 }

@@ -2,7 +2,7 @@ import { createServer as createHttpServer, type IncomingHttpHeaders, type Server
 import { createServer as createHttp2Server, type Http2Server } from 'node:http2';
 import { performance } from 'node:perf_hooks';
 import { gunzipSync } from 'node:zlib';
-import { freePort } from './ports';
+import { freePort } from '../../tools/kit/ports';
 
 export interface OtlpRequest {
   path: string;

@@ -1,6 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { firstActiveMonoMs, LineSplitter, parseRoleChange, reportedSwitchoverMs, switchoverGap, type RoleRecord } from '../../tools/bench/role-log';
+import { firstActiveMonoMs, reportedSwitchoverMs, switchoverGap } from '../../tools/bench/role-log';
+import { parseRoleChange, type RoleRecord } from '../../tools/kit/leadership';
+import { LineSplitter } from '../../tools/kit/replica';
 
 /* What the switchover and init figures of `npm run bench` are computed from: the replicas' "role changed" lines. */
 

@@ -4,18 +4,15 @@ import {
   analyze,
   compareIds,
   exitCodeFor,
-  findOverlaps,
   findStaleWrites,
   formatReport,
-  leadershipIntervals,
   mergeSnapshots,
   noLeaderGaps,
   type FaultRecord,
-  type IncarnationRecord,
-  type RoleRecord,
   type RunRecords,
   type StreamEntry,
 } from '../../tools/chaos/checker';
+import { findOverlaps, leadershipIntervals, type IncarnationRecord, type RoleRecord } from '../../tools/kit/leadership';
 
 /*
  * The chaos checker on synthetic records: clean runs pass, and every kind of violation it exists

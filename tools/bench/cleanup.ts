@@ -1,19 +1,21 @@
 import { rmSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
-import type { RedisServer } from '../../test/support/redis';
-import type { BenchReplica, DistSnapshot } from './replica';
+import { ChildProcesses } from '../kit/children';
+import type { RedisServer } from '../kit/redis';
+import type { Replica } from '../kit/replica';
+import type { DistSnapshot } from './replica';
 
 /**
  * Everything the bench started, so that every process and temp dir goes away on a normal end, an
  * error, Ctrl-C or SIGTERM. killAllNow() is synchronous so it also works from process.on('exit').
  */
 export class Resources {
-  private readonly replicas = new Set<BenchReplica>();
+  private readonly replicas = new Set<Replica>();
   private readonly redises = new Set<RedisServer>();
-  private readonly children = new Set<ChildProcess>();
+  private readonly children = new ChildProcesses();
   private readonly snapshots = new Set<DistSnapshot>();
 
-  replica(r: BenchReplica): void {
+  replica(r: Replica): void {
     this.replicas.add(r);
     void r.exited.then(() => this.replicas.delete(r));
   }
@@ -24,9 +26,7 @@ export class Resources {
   }
 
   child(c: ChildProcess): ChildProcess {
-    this.children.add(c);
-    c.once('exit', () => this.children.delete(c));
-    return c;
+    return this.children.add(c);
   }
 
   snapshot(s: DistSnapshot): DistSnapshot {
@@ -42,7 +42,7 @@ export class Resources {
 
   /** SIGKILLs everything still running and removes the temp dirs, without waiting. */
   killAllNow(): void {
-    for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    this.children.killAllNow();
     for (const r of this.replicas) r.signal('SIGKILL');
     for (const r of this.redises) {
       // stop() sends the signal synchronously before its first await.
@@ -50,7 +50,6 @@ export class Resources {
       rmSync(r.dir, { recursive: true, force: true });
     }
     for (const s of this.snapshots) s.remove();
-    this.children.clear();
     this.redises.clear();
     this.snapshots.clear();
   }

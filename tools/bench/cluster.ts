@@ -1,12 +1,11 @@
-import { createConnection } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import { parseAnnouncement } from '../../src/ha/lock';
 import { leaseKeys } from '../../src/redis/keys';
-import { RedisServer } from '../../test/support/redis';
-import { sleep } from './http';
-import type { ReadyRole } from './http';
-import { BenchReplica, type DistSnapshot } from './replica';
+import { RedisServer, redisPing } from '../kit/redis';
+import type { Replica } from '../kit/replica';
+import { sleep } from '../kit/time';
+import { startBenchReplica, type DistSnapshot } from './replica';
 import type { Resources } from './cleanup';
 
 export interface LeaseTimingConfig {
@@ -63,9 +62,9 @@ export interface LeaseReading {
 export class Pair {
   readonly redis: RedisServer;
   readonly timing: LeaseTimingConfig;
-  readonly replicas: BenchReplica[] = [];
+  readonly replicas: Replica[] = [];
   /** Every replica process this pair started, in order, restarted ones included. */
-  readonly started: BenchReplica[] = [];
+  readonly started: Replica[] = [];
   private readonly ports: number[] = [];
   private readonly subscriber: Redis;
   private last: LeaseReading = { holder: null, expiresAt: null };
@@ -108,10 +107,10 @@ export class Pair {
     return clusterEnv(this.redis.url, this.timing);
   }
 
-  async startReplica(i: number): Promise<BenchReplica> {
+  async startReplica(i: number): Promise<Replica> {
     const env = replicaEnv(this.redis.url, this.timing, this.instanceId(i), this.logLevel);
-    const r = await BenchReplica.start(
-      this.snapshot,
+    const r = await startBenchReplica(
+      this.snapshot.mainJs,
       this.instanceId(i),
       env,
       (x) => {
@@ -125,14 +124,14 @@ export class Pair {
     return r;
   }
 
-  replica(i: number): BenchReplica {
+  replica(i: number): Replica {
     const r = this.replicas[i];
     if (!r) throw new Error(`no replica ${i}`);
     return r;
   }
 
-  roles(): Promise<ReadyRole[]> {
-    return Promise.all([0, 1].map((i) => this.replica(i).role()));
+  roles(): Promise<string[]> {
+    return Promise.all([0, 1].map((i) => this.replica(i).readyRole(1_000)));
   }
 
   /** Restarts any replica that is not running. */
@@ -149,7 +148,7 @@ export class Pair {
   async settled(timeoutMs: number, stablePolls = 3): Promise<number> {
     const deadline = performance.now() + timeoutMs;
     let streak = 0;
-    let last: ReadyRole[];
+    let last: string[];
     for (;;) {
       last = await this.roles();
       const active = last.indexOf('active');
@@ -171,17 +170,7 @@ export class Pair {
 
   /** True when Redis answers PING right now (a fresh connection, no retries). */
   redisAnswers(): Promise<boolean> {
-    return new Promise((resolve) => {
-      const sock = createConnection({ host: '127.0.0.1', port: this.redis.port });
-      const done = (ok: boolean): void => {
-        sock.destroy();
-        resolve(ok);
-      };
-      sock.setTimeout(200, () => done(false));
-      sock.on('error', () => done(false));
-      sock.on('connect', () => sock.write('PING\r\n'));
-      sock.on('data', (d: Buffer) => done(d.toString().startsWith('+PONG')));
-    });
+    return redisPing(this.redis.port, 200);
   }
 
   async close(): Promise<void> {

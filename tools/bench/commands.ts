@@ -1,18 +1,16 @@
-import { spawn } from 'node:child_process';
-import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import { findMember, isHealthyStandby, readCluster } from '../../src/cluster/view';
 import { defineCommands } from '../../src/redis/commands';
 import { leaseKeys } from '../../src/redis/keys';
-import { RedisServer } from '../../test/support/redis';
-import { freePort } from '../../test/support/ports';
-import { waitFor } from '../../test/support/wait';
-import { findOverlaps, leadershipIntervals, type IncarnationRecord } from '../chaos/checker';
-import { monoNow } from '../chaos/processes';
+import { runGrinder, type CommandRun } from '../kit/command';
+import { findOverlaps, leadershipIntervals, type IncarnationRecord } from '../kit/leadership';
+import { freePort } from '../kit/ports';
+import { RedisServer } from '../kit/redis';
+import type { Replica } from '../kit/replica';
+import { monoNow, sleep, waitFor } from '../kit/time';
 import type { Resources } from './cleanup';
 import { clusterEnv, LOCK_KEY, Pair, replicaEnv, type LeaseTimingConfig } from './cluster';
-import { sleep } from './http';
-import { BenchReplica, type DistSnapshot } from './replica';
+import { startBenchReplica, type DistSnapshot } from './replica';
 import { firstActiveMonoMs, reportedSwitchoverMs, switchoverGap } from './role-log';
 import { series, type Progress, type Series } from './scenarios';
 
@@ -49,39 +47,9 @@ export interface InitResult {
   withoutInit: InitVariant;
 }
 
-export interface CliRun {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  /** Spawn to exit, on the bench's clock. */
-  ms: number;
-}
-
-/** Runs `node <snapshot>/dist/main.js <args>` (the `grinder` bin) with only `env` and PATH, as an operator would. */
-export function runCli(snapshot: DistSnapshot, res: Resources, args: readonly string[], env: Record<string, string>, timeoutMs: number): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const proc = res.child(
-      spawn(process.execPath, [snapshot.mainJs, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] }),
-    );
-    let stdout = '';
-    let stderr = '';
-    proc.stdout?.on('data', (c: Buffer) => (stdout += c.toString()));
-    proc.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`grinder ${args.join(' ')} did not exit within ${timeoutMs} ms; stdout: ${stdout.trim()} stderr: ${stderr.trim()}`));
-    }, timeoutMs);
-    proc.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    proc.once('exit', (code) => {
-      const ms = performance.now() - started;
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, ms });
-    });
-  });
+/** Runs the snapshot's `grinder <args>` with only `env` and PATH, as an operator would; killed with the bench. */
+function runCli(snapshot: DistSnapshot, res: Resources, args: readonly string[], env: Record<string, string>, timeoutMs: number): Promise<CommandRun> {
+  return runGrinder(args, env, timeoutMs, { mainJs: snapshot.mainJs, onSpawn: (proc) => res.child(proc) });
 }
 
 const fmt = (v: number): string => `${v.toFixed(1)} ms`;
@@ -94,7 +62,7 @@ function overlapsOf(pair: Pair): number {
     instance: r.name,
     incarnation: k,
     startedMonoMs: 0,
-    end: r.exitedMonoMs === null ? { kind: 'running' } : { kind: 'killed', monoMs: r.exitedMonoMs },
+    end: r.exitMonoMs === null ? { kind: 'running' } : { kind: 'killed', monoMs: r.exitMonoMs },
     roleChanges: r.roleChanges,
     rejectedWrites: 0,
   }));
@@ -198,7 +166,7 @@ async function initTrials(
   const name = init ? 'init' : 'no init';
   for (let t = 1; t <= trials; t++) {
     const redis = res.redis(await RedisServer.start({ persistent: true }));
-    const replicas: BenchReplica[] = [];
+    const replicas: Replica[] = [];
     try {
       let line = `  ${name} ${t}/${trials}:`;
       if (init) {
@@ -213,8 +181,8 @@ async function initTrials(
       const ports = [await freePort(), await freePort()];
       const spawnedAt = monoNow();
       const starting = [0, 1].map((i) =>
-        BenchReplica.start(
-          snapshot,
+        startBenchReplica(
+          snapshot.mainJs,
           `bench-${i + 1}`,
           replicaEnv(redis.url, timing, `bench-${i + 1}`, 'info'),
           (r) => {

@@ -1,9 +1,11 @@
 import { join } from 'node:path';
-import type { RedisServer } from '../../test/support/redis';
+import { pollUntilReady } from '../kit/http';
+import type { RedisServer } from '../kit/redis';
+import type { Replica } from '../kit/replica';
+import { sleep } from '../kit/time';
 import type { Resources } from './cleanup';
-import { pollUntilReady, sleep } from './http';
 import { memoryMiB } from './proc';
-import { BenchReplica, type DistSnapshot } from './replica';
+import { startBenchReplica, type DistSnapshot } from './replica';
 import { runLoad, type Progress } from './scenarios';
 import { summarize } from './stats';
 
@@ -53,11 +55,14 @@ export async function costVsBaseline(
     GRINDER_INSTANCE_ID: 'bench-cost',
     GRINDER_LOG_LEVEL: 'warn',
   });
-  const track = (r: BenchReplica): void => res.replica(r);
-  const grinder = await BenchReplica.start(snapshot, 'grinder', env('bench:cost:grinder'), track);
-  const baseline = await BenchReplica.run(BASELINE, 'baseline', env('bench:cost:baseline'), track);
+  const track = (r: Replica): void => res.replica(r);
+  const grinder = await startBenchReplica(snapshot.mainJs, 'grinder', env('bench:cost:grinder'), track);
+  const baseline = await startBenchReplica(BASELINE, 'baseline', env('bench:cost:baseline'), track);
   try {
-    await Promise.all([pollUntilReady(grinder.agent, grinder.port, 15_000, 20), pollUntilReady(baseline.agent, baseline.port, 15_000, 20)]);
+    await Promise.all([
+      pollUntilReady(grinder.port, 15_000, { agent: grinder.agent, intervalMs: 20 }),
+      pollUntilReady(baseline.port, 15_000, { agent: baseline.agent, intervalMs: 20 }),
+    ]);
     await sleep(3_000);
     const g: number[] = [];
     const b: number[] = [];

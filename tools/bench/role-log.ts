@@ -1,49 +1,13 @@
 /**
- * What the switchover and init scenarios read from the replicas' own "role changed" log lines.
- * Pure and unit-tested (test/unit/bench-role-log.test.ts): the gap in docs/benchmarks.md is exactly
- * what these functions compute from the lines, nothing else.
+ * What the switchover and init scenarios read from the replicas' own "role changed" log lines
+ * (parsed by tools/kit/leadership.ts). Pure and unit-tested (test/unit/bench-role-log.test.ts):
+ * the gap in docs/benchmarks.md is exactly what these functions compute from the lines, nothing
+ * else.
  *
  * Every time is mono_ms, CLOCK_MONOTONIC: the clock every process on the host shares, so a line of
  * one replica compares with a line of another and with the harness' monoNow().
  */
-import type { RoleRecord } from '../chaos/checker';
-
-export type { RoleRecord };
-
-/** Splits a stream of chunks into whole lines; the last, unfinished line waits for the next chunk. */
-export class LineSplitter {
-  private pending = '';
-
-  push(chunk: string): string[] {
-    this.pending += chunk;
-    const parts = this.pending.split('\n');
-    this.pending = parts.pop() ?? '';
-    return parts;
-  }
-}
-
-/** One replica log line as a role change, or null when it is anything else (or not JSON at all). */
-export function parseRoleChange(line: string): RoleRecord | null {
-  // Most lines are not role changes: skip the JSON parse for them.
-  if (!line.includes('role changed')) return null;
-  let l: unknown;
-  try {
-    l = JSON.parse(line);
-  } catch {
-    return null;
-  }
-  if (typeof l !== 'object' || l === null) return null;
-  const r = l as Record<string, unknown>;
-  if (r.msg !== 'role changed' || typeof r.mono_ms !== 'number' || typeof r.from !== 'string' || typeof r.to !== 'string') return null;
-  return {
-    from: r.from,
-    to: r.to,
-    token: typeof r.token === 'number' ? r.token : null,
-    monoMs: r.mono_ms,
-    validUntilMonoMs: typeof r.valid_until_mono_ms === 'number' ? r.valid_until_mono_ms : null,
-    ...(typeof r.reason === 'string' ? { reason: r.reason } : {}),
-  };
-}
+import type { RoleRecord } from '../kit/leadership';
 
 export interface SwitchoverGap {
   /** mono_ms of the old leader's step-down line (from=active, to=standby, reason "switchover to <target>"). */

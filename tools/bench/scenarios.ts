@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { httpGet, pollUntilReady } from '../kit/http';
+import { REPO_ROOT, type Replica } from '../kit/replica';
+import { sleep } from '../kit/time';
 import type { Pair } from './cluster';
 import type { Resources } from './cleanup';
-import { get, pollUntilReady, sleep } from './http';
-import type { BenchReplica } from './replica';
-import { REPO_ROOT } from '../../test/support/replica';
 import type { LoadResult } from './loadgen';
 import { cpuMs, memoryMiB } from './proc';
 import { summarize, type Summary } from './stats';
@@ -87,7 +87,7 @@ export async function crashFailover(pair: Pair, trials: number, log: Progress): 
       const before = await pair.lease();
       const killedAt = performance.now();
       victim.signal('SIGKILL');
-      const ready = pollUntilReady(survivor.agent, survivor.port, settleTimeout(pair));
+      const ready = pollUntilReady(survivor.port, settleTimeout(pair), { agent: survivor.agent });
       await victim.exited;
       // Read again once the victim is gone: a renewal it sent just before dying may have moved the
       // expiry. If the survivor has already taken the key, the reading from before the kill stands.
@@ -126,8 +126,9 @@ export async function gracefulHandover(pair: Pair, trials: number, log: Progress
       await randomPhase(pair);
       const termAt = performance.now();
       leaving.signal('SIGTERM');
-      const exited = leaving.exited.then((code) => ({ code, at: performance.now() }));
-      const readyAt = await pollUntilReady(next.agent, next.port, settleTimeout(pair));
+      // A signal instead of an exit code is recorded as -1, as the bench always has.
+      const exited = leaving.exited.then((code) => ({ code: code ?? (leaving.exitSignal ? -1 : null), at: performance.now() }));
+      const readyAt = await pollUntilReady(next.port, settleTimeout(pair), { agent: next.agent });
       const { code, at } = await exited;
       handover.push(readyAt - termAt);
       exit.push(at - termAt);
@@ -219,10 +220,10 @@ export interface LoadRun extends LoadResult {
 const LOADGEN = join(__dirname, 'loadgen.ts');
 
 /** Runs the load generator in a child process against one replica and samples the replica's CPU. */
-export async function runLoad(res: Resources, replica: BenchReplica, path: string, connections: number, durationMs: number): Promise<LoadRun> {
+export async function runLoad(res: Resources, replica: Replica, path: string, connections: number, durationMs: number): Promise<LoadRun> {
   const pid = replica.pid;
   const port = replica.port;
-  const sample = await get(replica.agent, port, path);
+  const sample = await httpGet(port, path, { agent: replica.agent });
   if (sample.status !== 200) throw new Error(`GET ${path} answered ${sample.status} before the load: ${sample.body.slice(0, 200)}`);
   const responseBytes = Buffer.byteLength(sample.body);
   return new Promise((resolve, reject) => {

@@ -1,9 +1,11 @@
 import { performance } from 'node:perf_hooks';
-import { SentinelSetup } from '../../test/support/redis-topologies';
+import { httpGet } from '../kit/http';
+import { SentinelSetup } from '../kit/redis-topologies';
+import type { Replica } from '../kit/replica';
+import { sleep } from '../kit/time';
 import type { Resources } from './cleanup';
 import type { LeaseTimingConfig } from './cluster';
-import { get, sleep } from './http';
-import { BenchReplica, type DistSnapshot } from './replica';
+import { startBenchReplica, type DistSnapshot } from './replica';
 import { series, type Series } from './scenarios';
 
 /**
@@ -27,9 +29,9 @@ interface StatusBody {
   redis_master: string | null;
 }
 
-async function status(r: BenchReplica): Promise<StatusBody | null> {
+async function status(r: Replica): Promise<StatusBody | null> {
   try {
-    const a = await get(r.agent, r.port, '/status', 1_000);
+    const a = await httpGet(r.port, '/status', { agent: r.agent, timeoutMs: 1_000 });
     return a.status === 200 ? (JSON.parse(a.body) as StatusBody) : null;
   } catch {
     return null;
@@ -48,7 +50,7 @@ export async function sentinelFailover(
   const failures: string[] = [];
   for (let t = 1; t <= trials; t++) {
     const setup = await SentinelSetup.start();
-    const replicas: BenchReplica[] = [];
+    const replicas: Replica[] = [];
     try {
       for (let i = 0; i < 2; i++) {
         const env = {
@@ -59,10 +61,10 @@ export async function sentinelFailover(
           GRINDER_INSTANCE_ID: `bench-sentinel-${i + 1}`,
           GRINDER_LOG_LEVEL: 'warn',
         };
-        replicas.push(await BenchReplica.start(snapshot, `bench-sentinel-${i + 1}`, env, (x) => res.replica(x)));
+        replicas.push(await startBenchReplica(snapshot.mainJs, `bench-sentinel-${i + 1}`, env, (x) => res.replica(x)));
       }
       const deadline = performance.now() + timing.ttlMs * 4 + 10_000;
-      while ((await Promise.all(replicas.map((r) => r.role()))).filter((x) => x === 'active').length !== 1) {
+      while ((await Promise.all(replicas.map((r) => r.readyRole(1_000)))).filter((x) => x === 'active').length !== 1) {
         if (performance.now() > deadline) throw new Error('no leader before the master kill');
         await sleep(20);
       }

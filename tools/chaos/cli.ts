@@ -3,8 +3,8 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ConfigError, loadConfig } from '../../src/config';
 import { FAULT_KINDS, SENTINEL_FAULTS, STANDALONE_FAULTS, exitCodeFor, formatReport, type FaultKind } from './checker';
-import { runChaos, type ChaosOptions } from './harness';
-import { killAllChildren, MAIN_JS } from './processes';
+import { MAIN_JS } from '../kit/replica';
+import { chaosChildren, runChaos, type ChaosOptions } from './harness';
 
 /*
  * npm run chaos -- --duration 60 --replicas 3 --seed 42 [--ttl 1000] [--renew 250] [--json report.json]
@@ -163,7 +163,7 @@ async function main(): Promise<number> {
 
   // Whatever happens, no process of ours outlives us.
   process.on('exit', () => {
-    killAllChildren();
+    chaosChildren.killAllNow();
   });
   const controller = new AbortController();
   let interrupts = 0;
@@ -173,7 +173,7 @@ async function main(): Promise<number> {
       process.stderr.write(`\nchaos: ${sig}: ending the fault phase, stopping everything, then reporting (again to force)\n`);
       controller.abort();
     } else {
-      killAllChildren();
+      chaosChildren.killAllNow();
       process.stderr.write(`chaos: ${sig} again: killed every child process; no report\n`);
       process.exit(130);
     }
@@ -207,7 +207,7 @@ main().then(
   (code) => process.exit(code),
   (err: unknown) => {
     process.stderr.write(`chaos: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    killAllChildren();
+    chaosChildren.killAllNow();
     process.exit(2);
   },
 );

@@ -1,24 +1,20 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { leaseKeys } from '../../src/redis/keys';
-import { freePort } from '../../test/support/ports';
-import {
-  analyze,
-  FAULT_KINDS,
-  mergeSnapshots,
-  type ChaosReport,
-  type FaultKind,
-  type FaultRecord,
-  type IncarnationRecord,
-  type RoleRecord,
-  type RunRecords,
-  type StreamEntry,
-} from './checker';
-import { ShiftedClock } from '../../test/support/clock-shim';
-import { SentinelSetup } from '../../test/support/redis-topologies';
-import { ChaosProxy } from './proxy';
-import { monoNow, RedisProcess, ReplicaProcess, runCommand } from './processes';
+import { ChildProcesses } from '../kit/children';
+import { ShiftedClock } from '../kit/clock-shim';
+import { runGrinder } from '../kit/command';
+import type { IncarnationRecord } from '../kit/leadership';
+import { freePort } from '../kit/ports';
+import { ChaosProxy } from '../kit/proxy';
+import { RedisServer } from '../kit/redis';
+import { SentinelSetup } from '../kit/redis-topologies';
+import { Replica } from '../kit/replica';
+import { monoNow } from '../kit/time';
+import { analyze, FAULT_KINDS, mergeSnapshots, type ChaosReport, type FaultKind, type FaultRecord, type RunRecords, type StreamEntry } from './checker';
 
 /*
  * The chaos harness: one persistent redis-server, N replicas each behind its own ChaosProxy, and a
@@ -30,6 +26,15 @@ import { monoNow, RedisProcess, ReplicaProcess, runCommand } from './processes';
  * TTL on a fresh Redis), then `durationS` of faults, then a short end phase (wait for a leader,
  * stop everything, last snapshot). No fault starts unless it can end before the deadline.
  */
+
+/**
+ * Every process a run starts, so that whatever happens to the harness (an error, Ctrl-C, an
+ * uncaught exception) the CLI can still kill each of them, synchronously, on its way out.
+ */
+export const chaosChildren = new ChildProcesses();
+const track = (proc: ChildProcess): void => {
+  chaosChildren.add(proc);
+};
 
 export interface ChaosOptions {
   durationS: number;
@@ -89,7 +94,7 @@ interface Slot {
   port: number;
   /** Between the replica and Redis (standalone mode); null in Sentinel mode. */
   proxy: ChaosProxy | null;
-  current: ReplicaProcess;
+  current: Replica;
 }
 
 /** One fault's random draws, all made before any timing-dependent step so a seed replays the same plan. */
@@ -111,11 +116,11 @@ class Harness {
   private readonly o: ChaosOptions;
   private readonly rand: () => number;
   private readonly slots: Slot[] = [];
-  private readonly past: ReplicaProcess[] = [];
+  private readonly past: Replica[] = [];
   private readonly faults: FaultRecord[] = [];
   private readonly errors: string[] = [];
   private readonly snapshots: StreamEntry[][] = [];
-  private redis: RedisProcess | null = null;
+  private redis: RedisServer | null = null;
   private client: Redis | null = null;
   private epoch = 0;
   private lastId = '-';
@@ -236,12 +241,18 @@ class Harness {
         const port = await freePort();
         const slot: Slot = { instance, port, proxy: null, current: this.spawn(instance, port, this.sentinelSetup.url, 0) };
         this.slots.push(slot);
-        starting.push(slot.current.waitHealthy(15_000));
+        starting.push(slot.current.waitHealthy(15_000, 25));
       }
     } else {
       if (o.faults.includes('clock-step')) this.clock = ShiftedClock.build();
-      this.redis = new RedisProcess(await freePort(), this.clock?.env ?? {});
-      await this.redis.start();
+      this.redis = await RedisServer.start({
+        dir: mkdtempSync(join(tmpdir(), 'grinder-chaos-redis-')),
+        persistent: true,
+        extraArgs: ['--loglevel', 'warning'],
+        env: this.clock?.env ?? {},
+        onStderr: () => undefined,
+        onSpawn: track,
+      });
       this.log(`redis-server pid ${String(this.redis.pid)} on port ${this.redis.port} (appendonly, fsync always), dir ${this.redis.dir}`);
       this.client = new Redis(this.redis.url, {
         maxRetriesPerRequest: 1,
@@ -255,7 +266,7 @@ class Harness {
         const port = await freePort();
         const slot: Slot = { instance, port, proxy, current: this.spawn(instance, port, `redis://127.0.0.1:${proxy.port}/0`, 0) };
         this.slots.push(slot);
-        starting.push(slot.current.waitHealthy(15_000));
+        starting.push(slot.current.waitHealthy(15_000, 25));
       }
     }
     await Promise.all(starting);
@@ -279,14 +290,15 @@ class Harness {
     return this.o.ttlMs * (this.o.mixedTtl ? MIXED_TTL_FACTOR : 1);
   }
 
-  private spawn(instance: string, port: number, redisUrl: string, incarnation: number): ReplicaProcess {
+  private spawn(instance: string, port: number, redisUrl: string, incarnation: number): Replica {
     const { o } = this;
     const factor = this.ttlFactor(instance);
-    return new ReplicaProcess({
+    return Replica.spawn({
       mainJs: o.mainJs,
-      instance,
+      name: instance,
       incarnation,
       port,
+      onSpawn: track,
       env: {
         GRINDER_HA_ENABLED: 'true',
         GRINDER_REDIS_URL: redisUrl,
@@ -359,9 +371,8 @@ class Harness {
     const url = this.sentinelSetup ? this.sentinelSetup.url : this.redis?.url;
     if (!url) return;
     const at = monoNow();
-    const r = await runCommand(
-      process.execPath,
-      [o.mainJs, 'switchover', '--timeout-ms', String(3 * this.longestTtlMs)],
+    const r = await runGrinder(
+      ['switchover', '--timeout-ms', String(3 * this.longestTtlMs)],
       {
         GRINDER_REDIS_URL: url,
         GRINDER_HA_LOCK_KEY: LOCK_KEY,
@@ -369,6 +380,7 @@ class Harness {
         GRINDER_HA_RENEW_INTERVAL_MS: String(o.renewMs),
       },
       6 * this.longestTtlMs + 10_000,
+      { mainJs: o.mainJs, failure: 'resolve', onSpawn: track },
     );
     const said = (r.code === 0 ? r.stdout : r.stderr).trim().split('\n')[0] ?? '';
     this.log(`switchover: exit ${String(r.code)}: ${said}`);
@@ -468,9 +480,9 @@ class Harness {
     try {
       await this.withStream(async () => {
         await this.snapshot(true);
-        const redis = this.redis as RedisProcess;
-        await redis.kill();
-        await redis.start();
+        const redis = this.redis as RedisServer;
+        await redis.stop();
+        await redis.startProcess();
         for (let i = 0; i < names.length; i++) {
           const dump = old[i];
           const name = names[i] as string;
@@ -511,7 +523,7 @@ class Harness {
     this.past.push(victim);
     await this.sleep(p.holdMs, false);
     slot.current = this.spawn(slot.instance, slot.port, this.redisUrlOf(slot), victim.incarnation + 1);
-    await slot.current.waitHealthy(15_000);
+    await slot.current.waitHealthy(15_000, 25);
     this.log(`kill: ${slot.instance} restarted, pid ${String(slot.current.pid)}`);
     this.record('kill', slot.instance, at, `SIGKILL the ${role} replica; restarted ${p.holdMs} ms later`);
   }
@@ -524,17 +536,17 @@ class Harness {
     }
     this.log(`zombie: SIGSTOP ${active.instance} (active) for ${p.holdMs} ms`);
     const at = monoNow();
-    active.current.stop();
+    active.current.pause();
     try {
       await this.sleep(p.holdMs, false);
     } finally {
-      active.current.cont();
+      active.current.resume();
     }
     this.record('zombie', active.instance, at, `SIGSTOP the active replica for ${p.holdMs} ms (TTL ${this.o.ttlMs}), then SIGCONT`);
   }
 
   private async redisRestart(p: Plan, loseData: boolean): Promise<void> {
-    const redis = this.redis as RedisProcess;
+    const redis = this.redis as RedisServer;
     const kind: FaultKind = loseData ? 'redis-wipe' : 'redis-restart';
     this.log(`${kind}: Redis down for ${p.holdMs} ms${loseData ? ', data lost' : ', data kept'}`);
     let at = 0;
@@ -545,7 +557,7 @@ class Harness {
       }
       await this.snapshot(true);
       at = monoNow();
-      await redis.kill();
+      await redis.stop();
       if (loseData) {
         redis.wipe();
         this.epoch += 1;
@@ -553,7 +565,7 @@ class Harness {
       }
     });
     await this.sleep(p.holdMs, false);
-    await redis.start();
+    await redis.startProcess();
     this.log(`${kind}: redis-server back, pid ${String(redis.pid)}`);
     this.record(kind, null, at, `Redis SIGKILLed, ${loseData ? 'data directory emptied, ' : ''}back ${p.holdMs} ms later`);
   }
@@ -593,14 +605,14 @@ class Harness {
       if (a) return { slot: a, role: 'active' };
     }
     const slot = this.slots[p.targetIndex % this.slots.length] as Slot;
-    const role = await slot.current.readyRole();
+    const role = await slot.current.readyRole(500);
     return { slot, role };
   }
 
   private async findActive(timeoutMs: number): Promise<Slot | null> {
     const until = monoNow() + timeoutMs;
     for (;;) {
-      const roles = await Promise.all(this.slots.map((s) => s.current.readyRole()));
+      const roles = await Promise.all(this.slots.map((s) => s.current.readyRole(500)));
       const i = roles.indexOf('active');
       if (i >= 0) return this.slots[i] as Slot;
       if (monoNow() >= until) return null;
@@ -702,17 +714,17 @@ class Harness {
   private records(endMonoMs: number): RunRecords {
     const all = [...this.past, ...this.slots.map((s) => s.current)];
     const incarnations: IncarnationRecord[] = all.map((r) => ({
-      instance: r.instance,
+      instance: r.name,
       incarnation: r.incarnation,
       startedMonoMs: r.startedMonoMs,
       end:
         r.killedMonoMs !== null
           ? { kind: 'killed', monoMs: r.killedMonoMs }
           : r.exitMonoMs !== null
-            ? { kind: 'exited', monoMs: r.exitMonoMs, code: r.exitCode }
+            ? { kind: 'exited', monoMs: r.exitMonoMs, code: r.exitCode ?? null }
             : { kind: 'running' },
-      roleChanges: r.lines.filter((l) => l.msg === 'role changed').map(toRoleRecord),
-      rejectedWrites: r.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('fenced live write rejected')).length,
+      roleChanges: r.roleChanges,
+      rejectedWrites: r.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('fenced live write rejected')).length,
     }));
     return {
       seed: this.o.seed,
@@ -731,7 +743,7 @@ class Harness {
   private keepLogs(dir: string, records: RunRecords): void {
     mkdirSync(dir, { recursive: true });
     for (const r of [...this.past, ...this.slots.map((s) => s.current)]) {
-      writeFileSync(join(dir, `${r.instance}.${r.incarnation}.log`), r.raw.join('\n') + '\n');
+      writeFileSync(join(dir, `${r.name}.${r.incarnation}.log`), r.output.join('\n') + '\n');
     }
     writeFileSync(join(dir, 'records.json'), JSON.stringify(records, null, 1));
   }
@@ -767,18 +779,6 @@ function toEntry(id: string, fields: string[], epoch: number): StreamEntry {
     seq: Number(f.get('seq')),
     monoMs: Number(f.get('mono_ms')),
     wallMs: Number(f.get('wall_ms')),
-  };
-}
-
-function toRoleRecord(l: Record<string, unknown>): RoleRecord {
-  const num = (v: unknown): number | null => (typeof v === 'number' ? v : typeof v === 'string' && v !== '' && !Number.isNaN(Number(v)) ? Number(v) : null);
-  return {
-    from: String(l.from),
-    to: String(l.to),
-    token: num(l.token),
-    monoMs: num(l.mono_ms) ?? Number.NaN,
-    validUntilMonoMs: num(l.valid_until_mono_ms),
-    ...(typeof l.reason === 'string' ? { reason: l.reason } : {}),
   };
 }
 

@@ -3,9 +3,10 @@ import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
+import { endProcess } from './children';
 import { freePort } from './ports';
 import { REPO_ROOT } from './replica';
-import { waitFor } from './wait';
+import { waitFor } from './time';
 
 export const SHIPPED_PROMETHEUS_YML = join(REPO_ROOT, 'prometheus', 'prometheus.yml');
 export const SHIPPED_RULES_DIR = join(REPO_ROOT, 'prometheus', 'rules');
@@ -160,7 +161,6 @@ export class PrometheusServer {
   readonly dir: string;
   readonly output: string[] = [];
   private proc: ChildProcess | undefined;
-  private readonly exited: Promise<void>;
 
   private constructor(port: number, dir: string, proc: ChildProcess) {
     this.port = port;
@@ -168,7 +168,6 @@ export class PrometheusServer {
     this.proc = proc;
     proc.stdout?.on('data', (c: Buffer) => this.output.push(c.toString()));
     proc.stderr?.on('data', (c: Buffer) => this.output.push(c.toString()));
-    this.exited = new Promise((resolve) => proc.once('exit', () => resolve()));
     proc.once('exit', () => {
       this.proc = undefined;
     });
@@ -274,13 +273,7 @@ export class PrometheusServer {
   }
 
   async stop(): Promise<void> {
-    const proc = this.proc;
-    if (proc) {
-      proc.kill('SIGTERM');
-      const killer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
-      await this.exited;
-      clearTimeout(killer);
-    }
+    if (this.proc) await endProcess(this.proc, 'SIGTERM', 5_000);
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

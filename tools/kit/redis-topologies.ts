@@ -3,12 +3,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { endProcess } from './children';
 import { freePort } from './ports';
 import { RedisServer, redisPing } from './redis';
-import { waitFor } from './wait';
+import { waitFor } from './time';
 
 /*
- * Redis topologies of the test's own, on free ports: a Sentinel set-up (master, replica, three
+ * Redis topologies of our own, on free ports: a Sentinel set-up (master, replica, three
  * Sentinels) and a small Redis Cluster (one master holding every slot, one replica of it). Every
  * process is started and killed by its pid.
  */
@@ -51,11 +52,7 @@ class SentinelProcess {
   }
 
   async stop(): Promise<void> {
-    const proc = this.proc;
-    if (!proc || proc.exitCode !== null) return;
-    const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-    proc.kill('SIGKILL');
-    await exited;
+    if (this.proc) await endProcess(this.proc, 'SIGKILL');
     this.proc = undefined;
   }
 
@@ -74,7 +71,7 @@ export class SentinelSetup {
   ) {}
 
   /**
-   * A master, one replica of it and three Sentinels. `replicaOfPort` lets the test put a proxy
+   * A master, one replica of it and three Sentinels. `replicaOfPort` lets the caller put a proxy
    * between the replica and the master (to hold the replication link back).
    */
   static async start(opts: { replicaOfPort?: (masterPort: number) => Promise<number> } = {}): Promise<SentinelSetup> {
@@ -128,7 +125,7 @@ export class SentinelSetup {
     }
   }
 
-  /** A client that follows the master, for the test's own reads. */
+  /** A client that follows the master, for the caller's own reads. */
   client(): Redis {
     return new Redis({
       sentinels: this.sentinels.map((x) => ({ host: '127.0.0.1', port: x.port })),

@@ -18,3 +18,9 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * CLOCK_MONOTONIC in ms, the clock the replicas log in (mono_ms): every process on the host shares
+ * it, so the harness' times and the replicas' log lines compare directly.
+ */
+export const monoNow = (): number => Number(process.hrtime.bigint()) / 1e6;

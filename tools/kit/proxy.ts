@@ -1,7 +1,7 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
 /*
- * A TCP proxy between one replica and Redis that the chaos harness controls.
+ * A TCP proxy between one replica and Redis that the chaos harness and the fault tests control.
  *
  * - latency: every chunk, in both directions, is delivered N ms after it arrived. Order is kept:
  *   a chunk never overtakes an earlier one, even when the latency is lowered meanwhile.

@@ -1,9 +1,9 @@
 /*
  * LD_PRELOAD shim that moves a process's wall clock (CLOCK_REALTIME, gettimeofday, time) by an
- * offset the test can change while the process runs: the file named by GRINDER_CLOCK_OFFSET_FILE
+ * offset the caller can change while the process runs: the file named by GRINDER_CLOCK_OFFSET_FILE
  * holds the offset in whole seconds (may be negative). Monotonic clocks are left alone, which is
- * what a wall-clock step (NTP step, operator `date -s`) does to a real host. Built by the tests
- * with `cc -shared -fPIC`; see test/support/clock-shim.ts.
+ * what a wall-clock step (NTP step, operator `date -s`) does to a real host. Built by the fault
+ * tests and the chaos harness with `cc -shared -fPIC`; see tools/kit/clock-shim.ts.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>

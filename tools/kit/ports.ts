@@ -1,4 +1,4 @@
-import { createServer } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 
 /** A TCP port that was free a moment ago on 127.0.0.1 (the kernel picks it). */
 export async function freePort(): Promise<number> {
@@ -14,5 +14,17 @@ export async function freePort(): Promise<number> {
       }
       srv.close(() => resolve(addr.port));
     });
+  });
+}
+
+/** True when something accepts connections on 127.0.0.1:port. */
+export function portInUse(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = createConnection({ host: '127.0.0.1', port });
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once('error', () => resolve(false));
   });
 }

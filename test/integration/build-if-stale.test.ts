@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, w
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { REPO_ROOT } from '../support/replica';
+import { REPO_ROOT } from '../../tools/kit/replica';
 
 const SCRIPT = join(REPO_ROOT, 'scripts', 'build-if-stale.mjs');
 

@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** A wall clock the test moves for one redis-server: build the shim, then `step()` it. */
+/** A wall clock a test or the chaos harness moves for one redis-server: build the shim, then `step()` it. */
 export class ShiftedClock {
   readonly library: string;
   readonly offsetFile: string;
@@ -15,7 +15,7 @@ export class ShiftedClock {
     writeFileSync(this.offsetFile, '0\n');
   }
 
-  /** Compiles test/support/clock-shim.c with cc (needs a C compiler: Debian's gcc). */
+  /** Compiles tools/kit/clock-shim.c with cc (needs a C compiler: Debian's gcc). */
   static build(): ShiftedClock {
     const dir = mkdtempSync(join(tmpdir(), 'grinder-clock-'));
     const c = new ShiftedClock(dir);

@@ -33,6 +33,8 @@ import { freePort, portInUse } from '../tools/kit/ports';
 import { RedisServer } from '../tools/kit/redis';
 import { MAIN_JS, Replica } from '../tools/kit/replica';
 import { sleep } from '../tools/kit/time';
+import { errMessage } from '../src/error-text';
+import { DEFAULTS } from '../src/config';
 
 const IDS = ['grinder_live_1', 'grinder_live_2'];
 const PORTS = (process.env.GRINDER_LOCAL_PORTS ?? '9090,9091').split(',').map((p) => Number(p.trim()));
@@ -110,9 +112,9 @@ function replicaEnv(r: LocalReplica, redisPort: number): Record<string, string> 
     ...env,
     GRINDER_HA_ENABLED: 'true',
     GRINDER_REDIS_URL: `redis://127.0.0.1:${redisPort}/0`,
-    GRINDER_HA_LOCK_TTL_MS: env.GRINDER_HA_LOCK_TTL_MS ?? '10000',
-    GRINDER_HA_RENEW_INTERVAL_MS: env.GRINDER_HA_RENEW_INTERVAL_MS ?? '3000',
-    GRINDER_HA_LOCK_KEY: env.GRINDER_HA_LOCK_KEY ?? 'grinder:leader:lock',
+    GRINDER_HA_LOCK_TTL_MS: env.GRINDER_HA_LOCK_TTL_MS ?? String(DEFAULTS.lockTtlMs),
+    GRINDER_HA_RENEW_INTERVAL_MS: env.GRINDER_HA_RENEW_INTERVAL_MS ?? String(DEFAULTS.renewIntervalMs),
+    GRINDER_HA_LOCK_KEY: env.GRINDER_HA_LOCK_KEY ?? DEFAULTS.lockKey,
     GRINDER_INSTANCE_ID: r.id,
     GRINDER_METRICS_PORT: String(r.port),
     GRINDER_HTTP_HOST: '127.0.0.1',
@@ -203,7 +205,7 @@ async function command(text: string, redisPort: number): Promise<void> {
     }
     say('commands: stop 1|2, kill 1|2, start 1|2, stop redis, start redis, status');
   } catch (err) {
-    say(`${text.trim()}: ${err instanceof Error ? err.message : String(err)}`);
+    say(`${text.trim()}: ${errMessage(err)}`);
   }
 }
 
@@ -256,6 +258,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  say(`could not start: ${err instanceof Error ? err.message : String(err)}`);
+  say(`could not start: ${errMessage(err)}`);
   void shutdown(1);
 });

@@ -62,7 +62,7 @@ async function main(): Promise<void> {
   // Redis errors are handled where they happen; anything that still escapes is a bug to report,
   // not a reason to drop the lease by crashing.
   process.on('unhandledRejection', (reason) => {
-    log.error({ err: reason instanceof Error ? reason.message : String(reason) }, 'unhandled promise rejection');
+    log.error({ err: reason }, 'unhandled promise rejection');
   });
 
   onIgnoredSignal((signal) => {

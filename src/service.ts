@@ -4,7 +4,6 @@ import { CONFIG_EXIT_CODE, redactRedisUrl, type Config } from './config';
 import { Membership } from './cluster/membership';
 import { readCluster } from './cluster/view';
 import { systemClock } from './ha/clock';
-import { errMessage } from './error-text';
 import type { LeaderElector } from './ha/elector';
 import type { HaStatusSource, Role } from './ha/role';
 import { SoloLeader } from './ha/solo';
@@ -110,7 +109,7 @@ export async function startService(config: Config, opts: ServiceOptions): Promis
     metricsText: () => telemetry.metricsText(),
     cluster: clusterView,
     uptimeSeconds,
-    onError: (err) => log.error({ err: errMessage(err) }, 'HTTP handler failed'),
+    onError: (err) => log.error({ err }, 'HTTP handler failed'),
   });
 
   const server = await listen(app.callback(), config.httpHost, config.metricsPort);

@@ -319,7 +319,7 @@ class Decision {
     this.state = state;
   }
 
-  get now(): ElectionState {
+  get current(): ElectionState {
     return this.state;
   }
 
@@ -598,7 +598,7 @@ export function renewFailed(rules: ElectionRules, state: ElectionState, sent: Re
   if (timedOut) d.wroteSince(sent.breaksAtSend);
   // Keep the lease until the deadline and try again soon.
   d.judgeDeadline(now.mono, now.wall);
-  return { ...d.done(), delayMs: d.now.kind === 'leading' ? rules.timing.renewRetryMs : rules.timing.renewIntervalMs };
+  return { ...d.done(), delayMs: d.current.kind === 'leading' ? rules.timing.renewRetryMs : rules.timing.renewIntervalMs };
 }
 
 export function renewAnswered(rules: ElectionRules, state: ElectionState, sent: RenewSent, result: RenewResult, now: Now): TickStep {

@@ -27,7 +27,16 @@ import {
   type Now,
   type Step,
 } from './election';
-import { LockUnavailableError, type BarrierReason, type Lease, type LeaseLock, type LockEvent, type SwitchoverRequest } from './lock';
+import {
+  LockUnavailableError,
+  type AcquireResult,
+  type BarrierReason,
+  type Lease,
+  type LeaseLock,
+  type LockEvent,
+  type RenewResult,
+  type SwitchoverRequest,
+} from './lock';
 import type { HaSnapshot, HaStatusSource, LeaderContext, LeaderWork, Role } from './role';
 import type { LeaseTiming } from './timing';
 import { errMessage } from '../error-text';
@@ -145,7 +154,10 @@ export class LeaderElector implements HaStatusSource {
         const r = await this.opts.lock.release(toRelease);
         this.opts.log.info({ token: toRelease.token, result: r.kind }, 'lease released on shutdown');
       } catch (err) {
-        this.opts.log.warn({ err }, 'could not release the lease on shutdown; the next replica takes over when it expires');
+        this.opts.log.warn(
+          { token: toRelease.token, ...unloggedError(err) },
+          'could not release the lease on shutdown; the next replica takes over when it expires',
+        );
       }
     }
     await this.opts.lock.close();
@@ -176,7 +188,10 @@ export class LeaderElector implements HaStatusSource {
       this.opts.log.info({ successor, token: held.lease.token }, `handed the lease over to ${successor}`);
       return 'handed_over';
     } catch (err) {
-      this.opts.log.warn({ err, successor }, 'switchover: handing the lease over failed; it runs out by itself and a standby takes it over then');
+      this.opts.log.warn(
+        { successor, ...unloggedError(err) },
+        'switchover: handing the lease over failed; it runs out by itself and a standby takes it over then',
+      );
       return 'lost';
     } finally {
       this.handingOver = false;
@@ -337,7 +352,7 @@ export class LeaderElector implements HaStatusSource {
   /** Returns the delay until the next tick. The instrumented lock has logged and counted any failure. */
   private async renewOnce(leading: Extract<ElectionState, { kind: 'leading' }>): Promise<number> {
     const sent = planRenew(leading, this.moment());
-    let result;
+    let result: RenewResult;
     try {
       result = await this.opts.lock.renew(sent.held.lease);
     } catch (err) {
@@ -350,7 +365,7 @@ export class LeaderElector implements HaStatusSource {
   private async acquireOnce(): Promise<number> {
     const { lock } = this.opts;
     const sent = planAcquire(this.rules, this.state, this.moment());
-    let result;
+    let result: AcquireResult;
     try {
       result = await lock.acquire(sent.request);
     } catch (err) {
@@ -479,6 +494,14 @@ export class LeaderElector implements HaStatusSource {
     this[which] = null;
     if (which === 'tickTimer') this.tickDueAt = null;
   }
+}
+
+/**
+ * A lock failure was already logged, once and with the error, by the instrumented lock: here only
+ * what happens next. Anything else (a bug) is logged with its stack.
+ */
+function unloggedError(err: unknown): { err?: unknown } {
+  return err instanceof LockUnavailableError ? {} : { err };
 }
 
 /** A timed-out call may still have run in the store; any other failure did not reach it or was refused. */

@@ -17,6 +17,9 @@ export const ReplyCode = {
   notOurs: 0,
   declared: 1,
   notBrandNew: 0,
+  /** fenced-append-4.lua */
+  appended: 1,
+  staleToken: -1,
 } as const;
 
 const STATES: readonly string[] = ['held', 'free', 'barrier', 'handoff'] satisfies RecordState[];

@@ -1,4 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
+import { ReplyCode } from '../ha/replies';
 import { FenceUsageError } from '../library/errors';
 import type { Fence, FenceAppendOptions } from '../library/types';
 import { defineCommands, UnexpectedReplyError } from '../redis/commands';
@@ -57,8 +58,8 @@ export class FencedStream implements FencedAppender {
     const k = this.keys;
     const reply = await this.redis.grinderFencedAppend(this.streamKey, k.fence, k.counter, k.record, token, this.maxLen, ...flat);
     const [code, value] = reply;
-    if (code === 1) return { accepted: true, id: String(value) };
-    if (code === -1) return { accepted: false, newestToken: Number(value) };
+    if (code === ReplyCode.appended) return { accepted: true, id: String(value) };
+    if (code === ReplyCode.staleToken) return { accepted: false, newestToken: Number(value) };
     throw new UnexpectedReplyError('fenced-append', reply);
   }
 }

@@ -15,6 +15,7 @@ import {
   type Effect,
   type ElectionRules,
   type ElectionState,
+  type EventStep,
   type Memory,
   type Now,
   type RenewSent,
@@ -89,6 +90,14 @@ function frozen<T>(value: T): T {
   return value;
 }
 
+/** Runs a decision on a frozen state and checks the state it was given is unchanged. */
+function pure<S, R>(state: S, decide: (s: S) => R): R {
+  const before = JSON.stringify(state);
+  const result = decide(frozen(state));
+  assert.equal(JSON.stringify(state), before, 'the decision changed the state it was given');
+  return result;
+}
+
 interface Row {
   name: string;
   state: ElectionState;
@@ -102,9 +111,7 @@ interface Row {
 function runTable(rows: Row[]): void {
   for (const row of rows) {
     it(row.name, () => {
-      const before = JSON.stringify(row.state);
-      const step = row.decide(frozen(row.state));
-      assert.equal(JSON.stringify(row.state), before, 'the decision changed the state it was given');
+      const step = pure(row.state, row.decide);
       assert.equal(step.state.kind, row.kind);
       if (row.delayMs !== undefined) assert.equal(step.delayMs, row.delayMs);
       assert.deepEqual(effects(step.effects), row.effects);
@@ -292,14 +299,14 @@ describe('election decision: what an acquire asks for', () => {
   ];
   for (const c of cases) {
     it(c.name, () => {
-      const sent = planAcquire(rules, c.state, c.now);
+      const sent = pure(c.state, (s) => planAcquire(rules, s, c.now));
       assert.equal(sent.request.expectedVer, c.expectedVer);
       assert.equal(sent.request.fresh, c.fresh);
       assert.equal(sent.sentAt, c.now.mono);
     });
   }
   it('passes the highest token seen as the floor and the longest TTL known as the barrier length', () => {
-    const sent = planAcquire(rules, standby({ floor: 77, maxTtlSeen: 4_000 }), at(0));
+    const sent = pure(standby({ floor: 77, maxTtlSeen: 4_000 }), (s) => planAcquire(rules, s, at(0)));
     assert.equal(sent.request.floor, 77);
     assert.equal(sent.request.barrierMs, 4_000);
   });
@@ -430,28 +437,29 @@ describe('election decision: the deadline', () => {
 describe('election decision: announcements, breaks and resignations', () => {
   const ann = (over: Partial<Announcement>): Announcement => ({ event: 'renewed', ver: 'x1', token: 40, ttlMs: TTL, instanceId: 'other', ...over });
   it('a release heard: no wait, look at once', () => {
-    const step = announced(rules, standby(), ann({ event: 'released' }), at(50));
+    const step = pure(standby(), (s) => announced(rules, s, ann({ event: 'released' }), at(50)));
     assert.deepEqual(step.next, { kind: 'kick', why: 'a holder released the lease' });
     assert.equal(step.state.memory.watch.current?.waitMs, 0);
   });
   it('a handoff naming us: no wait, look at once', () => {
-    const step = announced(rules, standby(), ann({ event: 'handoff', instanceId: 'me' }), at(50));
-    assert.equal(step.next.kind, 'kick');
+    const step = pure(standby(), (s) => announced(rules, s, ann({ event: 'handoff', instanceId: 'me' }), at(50)));
+    assert.deepEqual(step.next, { kind: 'kick', why: 'the lease was handed over to us' });
+    assert.equal(step.state.memory.watch.current?.waitMs, 0);
   });
   it('a renewal by another: the wait restarts from its arrival, and the next look is no later than its end', () => {
-    const step = announced(rules, standby({ backoffUntil: 0 }), ann({}), at(50));
+    const step = pure(standby({ backoffUntil: 0 }), (s) => announced(rules, s, ann({}), at(50)));
     assert.deepEqual(step.state.memory.watch.current, { ver: 'x1', firstSeenAt: 50, waitMs: TTL });
     assert.deepEqual(step.next, { kind: 'not_later_than', ms: RENEW });
   });
   it('while leading: learns the token and TTL, changes nothing else', () => {
-    const step = announced(rules, leading(7, 965), ann({ token: 99, ttlMs: 3_000 }), at(50));
-    assert.equal(step.state.kind, 'leading');
-    assert.equal(step.state.memory.floor, 99);
-    assert.equal(step.state.memory.maxTtlSeen, 3_000);
+    const held = leading(7, 965);
+    const step = pure(held, (s) => announced(rules, s, ann({ token: 99, ttlMs: 3_000 }), at(50)));
+    assert.deepEqual(step.state, { ...held, memory: { ...held.memory, floor: 99, maxTtlSeen: 3_000, sawRecord: true } });
+    assert.deepEqual(step.effects, []);
     assert.deepEqual(step.next, { kind: 'keep' });
   });
   it('a break forgets every wait (Redis may have come back with older data) and is counted', () => {
-    const step = disconnected(rules, standby({ watch: sawVersion(EMPTY_WATCH, 'r1', 0, 0) }));
+    const step = pure(standby({ watch: sawVersion(EMPTY_WATCH, 'r1', 0, 0) }), (s) => disconnected(rules, s));
     assert.equal(step.state.memory.watch.current, null);
     assert.equal(step.state.memory.breaks, 1);
   });
@@ -459,7 +467,7 @@ describe('election decision: announcements, breaks and resignations', () => {
     let state: ElectionState = leading(7, 965);
     const backoffs: number[] = [];
     for (let i = 0; i < 5; i++) {
-      const step = resigned(rules, state, 7 + i, 'test', at(0));
+      const step: EventStep = pure(state, (s) => resigned(rules, s, 7 + i, 'test', at(0)));
       assert.deepEqual(effects(step.effects), ['deadline none', 'abort_work', 'role active→standby', 'release_after_work']);
       backoffs.push(step.next.kind === 'in' ? step.next.ms : -1);
       state = leading(8 + i, 965, step.state.memory);
@@ -467,8 +475,10 @@ describe('election decision: announcements, breaks and resignations', () => {
     assert.deepEqual(backoffs, [RENEW, 2 * RENEW, TTL, TTL, TTL]);
   });
   it('a resignation of a leadership no longer held changes nothing', () => {
-    const step = resigned(rules, leading(8, 965), 7, 'late', at(0));
-    assert.equal(step.state.kind, 'leading');
+    const held = leading(8, 965, { resignStreak: 2, backoffUntil: 40 });
+    const step = pure(held, (s) => resigned(rules, s, 7, 'late', at(0)));
+    assert.deepEqual(step.state, held);
     assert.deepEqual(step.effects, []);
+    assert.deepEqual(step.next, { kind: 'keep' });
   });
 });

@@ -924,7 +924,7 @@ describe('LeaderElector on a cluster declared brand-new (grinder init)', () => {
 });
 
 describe('LeaderElector loop', () => {
-  it('never has two lease calls in flight: a resignation during a slow renewal waits for it before looking again', async () => {
+  it('never has two acquire or renew calls in flight: a resignation during a slow renewal waits for it before looking again', async () => {
     const sim = simulate(1, {
       work: async (ctx) => {
         await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve()));
@@ -950,7 +950,7 @@ describe('LeaderElector loop', () => {
     await sim.time.advance(RENEW + 1); // the renewal is on its way
     assert.equal(inFlight, 1, 'a renewal is in flight');
     a.contexts[0]?.resign('test');
-    await sim.time.advanceChecking(3 * TTL, 1, () => assert.ok(inFlight <= 1, `${inFlight} lease calls in flight at t=${sim.time.now()}`));
+    await sim.time.advanceChecking(3 * TTL, 1, () => assert.ok(inFlight <= 1, `${inFlight} acquire/renew calls in flight at t=${sim.time.now()}`));
     assert.equal(most, 1);
     a.lock.latencyMs = 0;
     await sim.time.advance(2 * TTL);

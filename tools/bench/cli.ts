@@ -21,6 +21,7 @@ import { DistSnapshot } from './replica';
 import { sentinelFailover, type SentinelResult } from './sentinel';
 import { crashFailover, gracefulHandover, loadAndMemory, redisRecovery, type LoadAndMemory } from './scenarios';
 import { round } from './stats';
+import { errMessage } from '../../src/error-text';
 
 /** The scenarios, in the order they run; --only picks some of them. */
 const SCENARIOS = ['crash', 'graceful', 'redis-restart', 'switchover', 'init', 'load', 'cost', 'sentinel'] as const;
@@ -168,7 +169,7 @@ async function benchConfig(
           load = await loadAndMemory(pair, res, opts.connections, opts.loadSeconds * 1_000, log);
         } catch (err) {
           // Keep the failover figures of a long run even when the load part breaks.
-          loadError = err instanceof Error ? err.message : String(err);
+          loadError = errMessage(err);
           log(`  load/memory failed: ${loadError}`);
         }
       }
@@ -243,7 +244,7 @@ async function main(): Promise<void> {
         cost = await costVsBaseline(redis, snapshot, res, opts.connections, opts.loadSeconds * 1_000, opts.quick ? 1 : 3, log);
         await res.releaseRedis(redis);
       } catch (err) {
-        loadErrors.push(`cost: ${err instanceof Error ? err.message : String(err)}`);
+        loadErrors.push(`cost: ${errMessage(err)}`);
         log(`  cost comparison failed: ${loadErrors.at(-1) ?? ''}`);
       }
     }

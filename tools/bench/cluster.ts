@@ -7,6 +7,7 @@ import type { Replica } from '../kit/replica';
 import { sleep } from '../kit/time';
 import { startBenchReplica, type DistSnapshot } from './replica';
 import type { Resources } from './cleanup';
+import { DEFAULTS } from '../../src/config';
 
 export interface LeaseTimingConfig {
   label: string;
@@ -14,7 +15,7 @@ export interface LeaseTimingConfig {
   renewMs: number;
 }
 
-export const LOCK_KEY = 'grinder:leader:lock';
+export const LOCK_KEY = DEFAULTS.lockKey;
 
 /** What a replica and the `grinder` commands are given: the same GRINDER_* settings an operator's would be. */
 export function clusterEnv(redisUrl: string, timing: LeaseTimingConfig): Record<string, string> {

@@ -13,6 +13,7 @@ import { clusterEnv, LOCK_KEY, Pair, replicaEnv, type LeaseTimingConfig } from '
 import { startBenchReplica, type DistSnapshot } from './replica';
 import { firstActiveMonoMs, reportedSwitchoverMs, switchoverGap } from './role-log';
 import { series, type Progress, type Series } from './scenarios';
+import { errMessage } from '../../src/error-text';
 
 /*
  * The two scenarios that run `grinder` commands against real replicas: `grinder switchover` and
@@ -53,7 +54,6 @@ function runCli(snapshot: DistSnapshot, res: Resources, args: readonly string[],
 }
 
 const fmt = (v: number): string => `${v.toFixed(1)} ms`;
-const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 /** Every leadership the pair's replicas reported, rebuilt as the chaos checker does, and the overlapping pairs among them. */
 function overlapsOf(pair: Pair): number {
@@ -133,8 +133,8 @@ export async function switchoverScenario(
           `  switchover ${t}/${trials}: ${leader.name} → ${target.name} gap ${fmt(g.gapMs)} (token ${String(g.oldToken)} → ${String(g.newToken)}); command ${fmt(run.ms)}${own !== null ? ` (it reports ${own} ms)` : ''}`,
         );
       } catch (err) {
-        failures.push(`trial ${t}: ${message(err)}`);
-        log(`  switchover ${t}/${trials} failed: ${message(err)}`);
+        failures.push(`trial ${t}: ${errMessage(err)}`);
+        log(`  switchover ${t}/${trials} failed: ${errMessage(err)}`);
         await pair.restartDead();
       }
     }
@@ -202,8 +202,8 @@ async function initTrials(
       first.push(leaderAt - spawnedAt);
       log(`${line} first leader ${fmt(leaderAt - spawnedAt)} after spawning the replicas`);
     } catch (err) {
-      failures.push(`${name} trial ${t}: ${message(err)}`);
-      log(`  ${name} ${t}/${trials} failed: ${message(err)}`);
+      failures.push(`${name} trial ${t}: ${errMessage(err)}`);
+      log(`  ${name} ${t}/${trials} failed: ${errMessage(err)}`);
     } finally {
       for (const r of replicas) await r.stop('SIGKILL');
       await res.releaseRedis(redis);

@@ -10,6 +10,7 @@
 import { performance } from 'node:perf_hooks';
 import { RawHttpConnection } from './raw-http';
 import { summarize, type Summary } from './stats';
+import { errMessage } from '../../src/error-text';
 
 export interface LoadResult {
   path: string;
@@ -141,7 +142,7 @@ if (require.main === module) {
       process.stdout.write(`${JSON.stringify(r)}\n`);
     },
     (err: unknown) => {
-      process.stderr.write(`loadgen: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.stderr.write(`loadgen: ${errMessage(err)}\n`);
       process.exit(1);
     },
   );

@@ -9,6 +9,7 @@ import type { Resources } from './cleanup';
 import type { LoadResult } from './loadgen';
 import { cpuMs, memoryMiB } from './proc';
 import { summarize, type Summary } from './stats';
+import { errMessage } from '../../src/error-text';
 
 /** Samples of one measured quantity, in ms, with their summary (null while there are none). */
 export interface Series {
@@ -63,7 +64,7 @@ function settleTimeout(pair: Pair): number {
 }
 
 async function recover(pair: Pair, failures: string[], trial: number, err: unknown): Promise<void> {
-  failures.push(`trial ${trial}: ${err instanceof Error ? err.message : String(err)}`);
+  failures.push(`trial ${trial}: ${errMessage(err)}`);
   if (!pair.redis.running) await pair.redis.startProcess();
   await pair.restartDead();
 }

@@ -7,6 +7,7 @@ import type { Resources } from './cleanup';
 import type { LeaseTimingConfig } from './cluster';
 import { startBenchReplica, type DistSnapshot } from './replica';
 import { series, type Series } from './scenarios';
+import { errMessage } from '../../src/error-text';
 
 /**
  * Leader recovery after a Sentinel master kill: a master, one replica and three Sentinels
@@ -88,8 +89,8 @@ export async function sentinelFailover(
         `  sentinel ${t}/${trials}: master killed → Sentinels promoted the replica ${promotedAt === null ? '?' : (promotedAt - killedAt).toFixed(0)} ms, one ACTIVE on it ${(recoveredAt - killedAt).toFixed(0)} ms`,
       );
     } catch (err) {
-      failures.push(`sentinel trial ${t}: ${err instanceof Error ? err.message : String(err)}`);
-      log(`  sentinel ${t}/${trials}: failed: ${err instanceof Error ? err.message : String(err)}`);
+      failures.push(`sentinel trial ${t}: ${errMessage(err)}`);
+      log(`  sentinel ${t}/${trials}: failed: ${errMessage(err)}`);
     } finally {
       for (const r of replicas) await r.stop('SIGKILL');
       await setup.cleanup();

@@ -15,6 +15,7 @@ import { SentinelSetup } from '../kit/redis-topologies';
 import { Replica } from '../kit/replica';
 import { monoNow } from '../kit/time';
 import { analyze, FAULT_KINDS, mergeSnapshots, type ChaosReport, type FaultKind, type FaultRecord, type RunRecords, type StreamEntry } from './checker';
+import { errMessage } from '../../src/error-text';
 
 /*
  * The chaos harness: one persistent redis-server, N replicas each behind its own ChaosProxy, and a
@@ -215,8 +216,8 @@ class Harness {
       await this.sleep(Math.min(1_000, this.o.ttlMs), false);
     } catch (err) {
       if (!(err instanceof Aborted)) {
-        this.errors.push(`harness: ${err instanceof Error ? err.message : String(err)}`);
-        this.log(`harness error: ${err instanceof Error ? err.message : String(err)}`);
+        this.errors.push(`harness: ${errMessage(err)}`);
+        this.log(`harness error: ${errMessage(err)}`);
       }
     } finally {
       endMonoMs = await this.tearDown();
@@ -230,7 +231,7 @@ class Harness {
     const { o } = this;
     const starting: Promise<void>[] = [];
     if (o.sentinel) {
-      this.sentinelSetup = await SentinelSetup.start();
+      this.sentinelSetup = await SentinelSetup.start({ onSpawn: track });
       this.log(
         `Sentinel set-up: master ${this.sentinelSetup.master.port}, replica ${this.sentinelSetup.replica.port}, Sentinels ${this.sentinelSetup.sentinels.map((x) => x.port).join(', ')}`,
       );
@@ -681,7 +682,7 @@ class Harness {
       }
       this.snapshots.push(got);
     } catch (err) {
-      if (required) throw new Error(`cannot snapshot the stream: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      if (required) throw new Error(`cannot snapshot the stream: ${errMessage(err)}`, { cause: err });
     }
   }
 
@@ -701,7 +702,7 @@ class Harness {
     try {
       if (this.redis?.running || this.sentinelSetup) await this.withStream(() => this.snapshot(true));
     } catch (err) {
-      this.errors.push(`final snapshot: ${err instanceof Error ? err.message : String(err)}`);
+      this.errors.push(`final snapshot: ${errMessage(err)}`);
     }
     this.client?.disconnect();
     for (const s of this.slots) await s.proxy?.close().catch(() => undefined);

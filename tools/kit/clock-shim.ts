@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { errMessage } from '../../src/error-text';
 
 /** A wall clock a test or the chaos harness moves for one redis-server: build the shim, then `step()` it. */
 export class ShiftedClock {
@@ -22,7 +23,7 @@ export class ShiftedClock {
     try {
       execFileSync('cc', ['-shared', '-fPIC', '-O2', '-o', c.library, join(__dirname, 'clock-shim.c'), '-ldl'], { stdio: 'pipe' });
     } catch (err) {
-      throw new Error(`could not build the clock shim with cc (apt-get install gcc libc6-dev): ${err instanceof Error ? err.message : String(err)}`, {
+      throw new Error(`could not build the clock shim with cc (apt-get install gcc libc6-dev): ${errMessage(err)}`, {
         cause: err,
       });
     }

@@ -105,7 +105,11 @@ export function findOverlaps(intervals: readonly Interval[]): Overlap[] {
   return out;
 }
 
-/** A replica's parsed JSON log line as a role change, or null when it is anything else. */
+/**
+ * A replica's parsed JSON log line as a role change, or null when it is anything else. A role
+ * change without mono_ms comes from a replica with HA disabled (SoloLeader): no lease, nothing to
+ * check for overlap; every HA replica's role change has it.
+ */
 export function roleChangeOf(log: Record<string, unknown>): RoleRecord | null {
   if (log.msg !== 'role changed' || typeof log.mono_ms !== 'number' || typeof log.from !== 'string' || typeof log.to !== 'string') return null;
   return {

@@ -24,6 +24,7 @@ class SentinelProcess {
   constructor(
     readonly port: number,
     private readonly masterPort: number,
+    private readonly onSpawn?: (proc: ChildProcess) => void,
   ) {
     this.dir = mkdtempSync(join(tmpdir(), 'grinder-sentinel-'));
   }
@@ -44,11 +45,21 @@ class SentinelProcess {
       ].join('\n'),
     );
     const proc = spawn('redis-sentinel', [conf], { stdio: ['ignore', 'ignore', 'inherit'] });
+    // Reported through the wait below: a throw inside the 'error' event would take the process down.
+    let spawnError: Error | undefined;
     proc.on('error', (err) => {
-      throw new Error(`could not start redis-sentinel (apt-get install redis-sentinel): ${err.message}`);
+      spawnError = err;
     });
     this.proc = proc;
-    await waitFor(`redis-sentinel on ${this.port}`, async () => ((await redisPing(this.port)) ? true : undefined), 10_000);
+    this.onSpawn?.(proc);
+    await waitFor(
+      `redis-sentinel on ${this.port}`,
+      async () => {
+        if (spawnError) throw new Error(`could not start redis-sentinel (apt-get install redis-sentinel): ${spawnError.message}`);
+        return (await redisPing(this.port)) ? true : undefined;
+      },
+      10_000,
+    );
   }
 
   async stop(): Promise<void> {
@@ -72,13 +83,15 @@ export class SentinelSetup {
 
   /**
    * A master, one replica of it and three Sentinels. `replicaOfPort` lets the caller put a proxy
-   * between the replica and the master (to hold the replication link back).
+   * between the replica and the master (to hold the replication link back); `onSpawn` is told
+   * of every process started (the chaos harness kills them all if it dies).
    */
-  static async start(opts: { replicaOfPort?: (masterPort: number) => Promise<number> } = {}): Promise<SentinelSetup> {
-    const master = await RedisServer.start({ persistent: true });
+  static async start(opts: { replicaOfPort?: (masterPort: number) => Promise<number>; onSpawn?: (proc: ChildProcess) => void } = {}): Promise<SentinelSetup> {
+    const master = await RedisServer.start({ persistent: true, ...(opts.onSpawn ? { onSpawn: opts.onSpawn } : {}) });
     const upstream = opts.replicaOfPort ? await opts.replicaOfPort(master.port) : master.port;
     const replica = await RedisServer.start({
       persistent: true,
+      ...(opts.onSpawn ? { onSpawn: opts.onSpawn } : {}),
       extraArgs: ['--replicaof', '127.0.0.1', String(upstream), '--replica-announce-ip', '127.0.0.1', '--repl-timeout', '60'],
     });
     const s = new SentinelSetup(master, replica);
@@ -87,7 +100,7 @@ export class SentinelSetup {
       await waitFor('the replica in sync', async () => ((await probe.info('replication')).includes('master_link_status:up') ? true : undefined), 15_000);
       probe.disconnect();
       for (let i = 0; i < 3; i++) {
-        const sentinel = new SentinelProcess(await freePort(), master.port);
+        const sentinel = new SentinelProcess(await freePort(), master.port, opts.onSpawn);
         s.sentinels.push(sentinel);
         await sentinel.start();
       }

@@ -7,12 +7,12 @@
 //     Prometheus that scraped real replicas through each failure scenario, and returns data.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import ts from 'typescript';
 import { parse } from 'yaml';
 import { headingAnchors } from '../support/markdown';
 import { REPO_ROOT } from '../../tools/kit/replica';
+import { typeCheck } from '../support/typecheck';
 
 const DASHBOARD_PATH = join(REPO_ROOT, 'grafana', 'dashboards', 'grinder-overview.json');
 const DATASOURCES_PATH = join(REPO_ROOT, 'grafana', 'provisioning', 'datasources', 'datasources.yml');
@@ -91,30 +91,7 @@ function typeCheckSource(dash: DashboardJson, text: string): string {
 
 /** Compiles `source` with the repo's compiler settings; returns the error messages. */
 function compile(source: string, name: string): string[] {
-  const dir = join(REPO_ROOT, '.tmp');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `${name}-${process.pid}.ts`);
-  writeFileSync(file, source);
-  try {
-    const cfg = ts.getParsedCommandLineOfConfigFile(
-      join(REPO_ROOT, 'tsconfig.json'),
-      {},
-      {
-        ...ts.sys,
-        onUnRecoverableConfigFileDiagnostic: (d) => {
-          throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'));
-        },
-      },
-    );
-    if (!cfg) throw new Error('could not read tsconfig.json');
-    const program = ts.createProgram([file], { ...cfg.options, rootDir: REPO_ROOT, noEmit: true, noUnusedLocals: false });
-    return ts.getPreEmitDiagnostics(program).map((d) => {
-      const where = d.file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start) : undefined;
-      return `${where ? `${where.line + 1}:${where.character + 1} ` : ''}${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
-    });
-  } finally {
-    rmSync(file, { force: true });
-  }
+  return typeCheck(source, name).map((d) => `${d.line === null ? '' : `${d.line + 1}:${(d.character ?? 0) + 1} `}${d.message}`);
 }
 
 test('the dashboard has the fixed uid and title, and only panel types whose options are type-checked', () => {

@@ -14,7 +14,6 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import ts from 'typescript';
 import { parse, parseAllDocuments } from 'yaml';
 import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment' with { 'resolution-mode': 'import' };
 import type { IStatefulSet } from 'kubernetes-models/apps/v1/StatefulSet' with { 'resolution-mode': 'import' };
@@ -28,6 +27,7 @@ import { loadConfig } from '../../src/config';
 import { SETTINGS } from '../../src/usage';
 import { shutdownDeadlineMs } from '../../src/watchdog';
 import { REPO_ROOT } from '../../tools/kit/replica';
+import { typeCheck } from '../support/typecheck';
 
 const K8S_DIR = join(REPO_ROOT, 'deploy', 'kubernetes');
 const RULE_FILE = join(REPO_ROOT, 'prometheus', 'rules', 'grinder-ha.yml');
@@ -193,31 +193,10 @@ function strictSource(docs: Manifest[]): { source: string; lineOf: string[] } {
 
 /** Compiles `source` with the repo's compiler settings; returns the errors as "where: message". */
 function compile(source: string, lineOf: string[]): string[] {
-  const dir = join(REPO_ROOT, '.tmp');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `kubernetes-typecheck-${process.pid}.ts`);
-  writeFileSync(file, source);
-  try {
-    const cfg = ts.getParsedCommandLineOfConfigFile(
-      join(REPO_ROOT, 'tsconfig.json'),
-      {},
-      {
-        ...ts.sys,
-        onUnRecoverableConfigFileDiagnostic: (d) => {
-          throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'));
-        },
-      },
-    );
-    if (!cfg) throw new Error('could not read tsconfig.json: run the test from the repository');
-    const program = ts.createProgram([file], { ...cfg.options, rootDir: REPO_ROOT, noEmit: true, noUnusedLocals: false });
-    return ts.getPreEmitDiagnostics(program).map((d) => {
-      const line = d.file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start).line : undefined;
-      const where = line === undefined ? 'the generated check' : (lineOf[line] ?? `line ${line + 1}`);
-      return `${where}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
-    });
-  } finally {
-    rmSync(file, { force: true });
-  }
+  return typeCheck(source, 'kubernetes-typecheck').map((d) => {
+    const where = d.line === null ? 'the generated check' : (lineOf[d.line] ?? `line ${d.line + 1}`);
+    return `${where}: ${d.message}`;
+  });
 }
 
 test('no document has a field its schema does not know (and a misspelt one is caught)', () => {

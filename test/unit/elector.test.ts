@@ -55,7 +55,7 @@ function simulate(n: number, opts: { fresh?: boolean; work?: (ctx: LeaderContext
       contexts.push(ctx);
       starts.push({ at: time.now(), id, token: ctx.token });
       if (opts.work) return opts.work(ctx, id);
-      await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve()));
+      await waitAbort(ctx);
     });
     return { id, clock, lock, elector, transitions, contexts };
   });
@@ -546,6 +546,22 @@ async function firstStart(sim: Sim, starting: SimReplica[]): Promise<void> {
 }
 
 /** Work that ignores its signal and ends only when the test says so. */
+/** Leader work that ends when its signal fires, as it should. */
+function waitAbort(ctx: LeaderContext): Promise<void> {
+  return new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve()));
+}
+
+/** r0 leads with work that ignores its signal until told to finish; r1 stands by. */
+async function stubbornLeaderAndStandby(): Promise<{ sim: Sim; a: SimReplica; b: SimReplica; stubborn: ReturnType<typeof stubbornWork> }> {
+  const stubborn = stubbornWork();
+  const sim = simulate(2, { work: (ctx, id) => (id === 'r0' ? stubborn.work() : waitAbort(ctx)) });
+  const [a, b] = sim.replicas as [SimReplica, SimReplica];
+  await firstLeader(sim, [a]);
+  b.elector.start();
+  await sim.time.advance(1);
+  return { sim, a, b, stubborn };
+}
+
 function stubbornWork(): { work: () => Promise<void>; finish: () => void; running: () => boolean } {
   let finish = (): void => undefined;
   let running = false;
@@ -570,7 +586,7 @@ describe('LeaderElector supervising the leader work', () => {
     const sim = simulate(2, {
       work: async (ctx, id) => {
         if (id === 'r0' && runs++ === 0) return; // done at once: nothing left to lead for
-        await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve()));
+        await waitAbort(ctx);
       },
     });
     const [a, b] = sim.replicas as [SimReplica, SimReplica];
@@ -606,12 +622,7 @@ describe('LeaderElector supervising the leader work', () => {
   });
 
   it('work that ignores the signal keeps the lease held after a resignation until it ends, then the standby takes over at once', async () => {
-    const stubborn = stubbornWork();
-    const sim = simulate(2, { work: (ctx, id) => (id === 'r0' ? stubborn.work() : new Promise<void>((r) => ctx.signal.addEventListener('abort', () => r()))) });
-    const [a, b] = sim.replicas as [SimReplica, SimReplica];
-    await firstLeader(sim, [a]);
-    b.elector.start();
-    await sim.time.advance(1);
+    const { sim, a, b, stubborn } = await stubbornLeaderAndStandby();
     a.contexts[0]?.resign('test');
     assert.equal(a.elector.currentRole(), 'standby');
     // Inside the lease and r0's back-off (one renew interval): still held by r0, nobody else leads.
@@ -630,7 +641,7 @@ describe('LeaderElector supervising the leader work', () => {
 
   it('work that never ends: the lease is not released, and the standby takes over only when it runs out', async () => {
     const stubborn = stubbornWork();
-    const sim = simulate(2, { work: (ctx, id) => (id === 'r0' ? stubborn.work() : new Promise<void>((r) => ctx.signal.addEventListener('abort', () => r()))) });
+    const sim = simulate(2, { work: (ctx, id) => (id === 'r0' ? stubborn.work() : waitAbort(ctx)) });
     const [a, b] = sim.replicas as [SimReplica, SimReplica];
     let lastRenewal = 0;
     b.lock.subscribe((e) => {
@@ -687,8 +698,6 @@ describe('LeaderElector supervising the leader work', () => {
 });
 
 describe('LeaderElector keeping the lease held while the leader work ends', () => {
-  const waitAbort = (ctx: LeaderContext): Promise<void> => new Promise<void>((r) => ctx.signal.addEventListener('abort', () => r()));
-
   it('a look whose reply times out does not free the lease while the work still runs (resign, switchover)', async () => {
     for (const how of ['resign', 'switchover'] as const) {
       const stubborn = stubbornWork();
@@ -838,12 +847,7 @@ describe('LeaderElector planned switchover', () => {
   });
 
   it('waits for the leader work to end before handing over', async () => {
-    const stubborn = stubbornWork();
-    const sim = simulate(2, { work: (ctx, id) => (id === 'r0' ? stubborn.work() : new Promise<void>((r) => ctx.signal.addEventListener('abort', () => r()))) });
-    const [a, b] = sim.replicas as [SimReplica, SimReplica];
-    await firstLeader(sim, [a]);
-    b.elector.start();
-    await sim.time.advance(1);
+    const { sim, a, b, stubborn } = await stubbornLeaderAndStandby();
     void a.elector.handOver('r1');
     await sim.time.advanceChecking(100, 1, () => assert.equal(b.elector.currentRole(), 'standby'));
     stubborn.finish();
@@ -927,7 +931,7 @@ describe('LeaderElector loop', () => {
   it('never has two acquire or renew calls in flight: a resignation during a slow renewal waits for it before looking again', async () => {
     const sim = simulate(1, {
       work: async (ctx) => {
-        await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve()));
+        await waitAbort(ctx);
       },
     });
     const [a] = sim.replicas as [SimReplica];

@@ -15,11 +15,12 @@ after(async () => {
   for (const c of clusters) await c.close();
 });
 
-async function emptyCluster(n: number, ttlMs: number, renewMs: number): Promise<FaultCluster> {
+async function emptyCluster(n: number, ttlMs: number, renewMs: number, liveIntervalMs?: number): Promise<FaultCluster> {
   const c = await FaultCluster.start({
     replicas: Array.from({ length: n }, () => ({ ttlMs, renewMs })),
     lockKey: `grinder:init:${clusters.length}`,
     startFirst: 0,
+    ...(liveIntervalMs === undefined ? {} : { liveIntervalMs }),
   });
   clusters.push(c);
   return c;
@@ -89,32 +90,43 @@ describe('grinder init', () => {
   });
 
   it('after a data loss, a declaration (compose runs init at every up) is not believed beside a replica that led: no overlap', async () => {
-    const ttl = 4_000;
-    const c = await emptyCluster(2, ttl, 1_500);
+    // The set-up needs the old leader frozen after it registered again and before it wrote to the
+    // empty Redis (a renewal finds the record gone and writes the barrier; a fenced live write
+    // brings the fence back: either way init declares nothing), and the newcomer's first acquire
+    // inside the old leader's registration (one TTL). Long renew and live intervals and a long TTL
+    // give each of those seconds of room on a loaded machine.
+    const ttl = 8_000;
+    const renew = 5_000;
+    const c = await emptyCluster(2, ttl, renew, 60_000);
     const init = await runGrinder(['init'], env(c, ttl));
     assert.equal(init.code, 0);
     await c.startReplica(0);
     await c.waitForLeader(ttl);
+    // Right after a renewal, so the next one is a renew interval away.
+    const record = await c.client.get(c.lockKey);
+    await waitFor('a renewal of the leader', async () => ((await c.client.get(c.lockKey)) !== record ? true : undefined), 2 * renew, 5);
+    const restartAt = monoNow();
     // Redis restarts without its data: the leader is still inside its lease.
     await c.redis.restart({ loseData: true });
     // The leader registers again at once (it has seen a token), then freezes before it could
     // notice the record is gone: the old leader that a newcomer must not overlap.
-    await waitFor('the old leader registered again', async () => ((await c.client.zscore(c.keys.veterans, c.instanceId(0))) !== null ? true : undefined), ttl);
+    await waitFor('the old leader registered again', async () => ((await c.client.zscore(c.keys.veterans, c.instanceId(0))) !== null ? true : undefined), ttl, 5);
     c.signal(0, 'SIGSTOP');
+    const frozenMs = monoNow() - restartAt;
+    assert.ok(frozenMs < renew, `set-up: the leader was frozen ${frozenMs.toFixed(0)} ms after the restart, after its next renewal was due`);
     const again = await runGrinder(['init'], env(c, ttl));
     assert.match(again.stdout, /^declared/, 'nothing is left in Redis, so init declares again');
     const startedAt = monoNow();
     await c.startReplica(1);
     await sleep(1_000);
     c.signal(0, 'SIGCONT');
-    await waitFor('a leader after the data loss', () => (c.leaderships().some((l) => l.instance === c.instanceId(1)) ? true : undefined), 4 * ttl);
-    const all = c.assertSafe();
-    const newcomer = all.find((l) => l.instance === c.instanceId(1));
-    assert.ok(newcomer);
-    assert.ok(
-      newcomer.startMonoMs - startedAt >= ttl - 50,
-      `the newcomer waited out the barrier (led ${(newcomer.startMonoMs - startedAt).toFixed(0)} ms after its start)`,
-    );
+    // Either replica may lead next: the old one, back from its pause, finds the newcomer's barrier,
+    // carries its newer token forward in a barrier of its own, and both wait that one out.
+    const next = await waitFor('a leader after the data loss', () => c.leaderships().find((l) => l.startMonoMs > startedAt), 4 * ttl);
+    c.assertSafe();
+    const ledAfterStart = next.startMonoMs - startedAt;
+    console.log(`leader frozen ${frozenMs.toFixed(0)} ms after the restart; newcomer started ${(startedAt - restartAt).toFixed(0)} ms after it; ${next.instance === c.instanceId(1) ? 'the newcomer' : 'the old leader'} led ${ledAfterStart.toFixed(0)} ms after the newcomer's start (TTL ${ttl} ms)`);
+    assert.ok(ledAfterStart >= ttl - 50, `the newcomer did not believe the declaration: nobody led for one TTL after its start (${next.instance} led after ${ledAfterStart.toFixed(0)} ms)`);
   });
 
   it('refuses a bad window with exit code 2, and says when Redis cannot be reached', async () => {

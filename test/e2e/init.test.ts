@@ -110,7 +110,12 @@ describe('grinder init', () => {
     await c.redis.restart({ loseData: true });
     // The leader registers again at once (it has seen a token), then freezes before it could
     // notice the record is gone: the old leader that a newcomer must not overlap.
-    await waitFor('the old leader registered again', async () => ((await c.client.zscore(c.keys.veterans, c.instanceId(0))) !== null ? true : undefined), ttl, 5);
+    await waitFor(
+      'the old leader registered again',
+      async () => ((await c.client.zscore(c.keys.veterans, c.instanceId(0))) !== null ? true : undefined),
+      ttl,
+      5,
+    );
     c.signal(0, 'SIGSTOP');
     const frozenMs = monoNow() - restartAt;
     assert.ok(frozenMs < renew, `set-up: the leader was frozen ${frozenMs.toFixed(0)} ms after the restart, after its next renewal was due`);
@@ -125,8 +130,13 @@ describe('grinder init', () => {
     const next = await waitFor('a leader after the data loss', () => c.leaderships().find((l) => l.startMonoMs > startedAt), 4 * ttl);
     c.assertSafe();
     const ledAfterStart = next.startMonoMs - startedAt;
-    console.log(`leader frozen ${frozenMs.toFixed(0)} ms after the restart; newcomer started ${(startedAt - restartAt).toFixed(0)} ms after it; ${next.instance === c.instanceId(1) ? 'the newcomer' : 'the old leader'} led ${ledAfterStart.toFixed(0)} ms after the newcomer's start (TTL ${ttl} ms)`);
-    assert.ok(ledAfterStart >= ttl - 50, `the newcomer did not believe the declaration: nobody led for one TTL after its start (${next.instance} led after ${ledAfterStart.toFixed(0)} ms)`);
+    console.log(
+      `leader frozen ${frozenMs.toFixed(0)} ms after the restart; newcomer started ${(startedAt - restartAt).toFixed(0)} ms after it; ${next.instance === c.instanceId(1) ? 'the newcomer' : 'the old leader'} led ${ledAfterStart.toFixed(0)} ms after the newcomer's start (TTL ${ttl} ms)`,
+    );
+    assert.ok(
+      ledAfterStart >= ttl - 50,
+      `the newcomer did not believe the declaration: nobody led for one TTL after its start (${next.instance} led after ${ledAfterStart.toFixed(0)} ms)`,
+    );
   });
 
   it('refuses a bad window with exit code 2, and says when Redis cannot be reached', async () => {

@@ -18,11 +18,20 @@ const reconnectOnError = (err: Error): 1 | false => (isFailoverReply(err) ? 1 : 
 const quickRetry = (times: number): number => Math.min(50 * times, 250);
 
 /**
+ * How long disconnect() waits for a socket to close before destroying it. ioredis' 2 s default
+ * kept a process that stopped while Redis was unreachable alive for 2 s more (its timer waits for
+ * a close that a refused socket already had). Nothing is pending by then: stop() awaited the
+ * release.
+ */
+const DISCONNECT_GRACE_MS = 100;
+
+/**
  * - no offline queue and no retries per request: a call made while disconnected fails at once
  *   instead of running later, when its answer would no longer mean what the elector thinks;
  * - no re-sending of in-flight commands after a reconnect, for the same reason;
  * - a command timeout well inside the lease, so a renew never waits past the lease deadline;
- * - fast reconnects (at most 250 ms apart) so a returning Redis is noticed within a second.
+ * - fast reconnects (at most 250 ms apart) so a returning Redis is noticed within a second;
+ * - a short disconnect grace (DISCONNECT_GRACE_MS).
  */
 export function leaseConnectionOptions(commandTimeoutMs: number): RedisOptions {
   return {
@@ -34,6 +43,7 @@ export function leaseConnectionOptions(commandTimeoutMs: number): RedisOptions {
     retryStrategy: quickRetry,
     reconnectOnError,
     lazyConnect: false,
+    disconnectTimeout: DISCONNECT_GRACE_MS,
   };
 }
 
@@ -96,7 +106,11 @@ export function createLeaseClient(t: RedisTarget, commandTimeoutMs: number): Lea
  * queue its SUBSCRIBE until Redis is there and resubscribes after every reconnect.
  */
 export function createSubscriber(t: RedisTarget, commandTimeoutMs: number): LeaseClient {
-  return createClient(t, { connectTimeout: Math.max(commandTimeoutMs, 500), retryStrategy: quickRetry, maxRetriesPerRequest: null }, true);
+  return createClient(
+    t,
+    { connectTimeout: Math.max(commandTimeoutMs, 500), retryStrategy: quickRetry, maxRetriesPerRequest: null, disconnectTimeout: DISCONNECT_GRACE_MS },
+    true,
+  );
 }
 
 /**

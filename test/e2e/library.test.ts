@@ -4,6 +4,7 @@
 // Redis and the roles, with their timing.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import {
   createElector,
@@ -15,7 +16,10 @@ import {
   type LeaderWork,
   type Role,
 } from '../../src/index';
+import { runCommand } from '../../tools/kit/command';
+import { freePort } from '../../tools/kit/ports';
 import { RedisServer } from '../../tools/kit/redis';
+import { REPO_ROOT } from '../../tools/kit/replica';
 import { sleep, waitFor } from '../../tools/kit/time';
 
 /** A short lease for the rules that are about roles only. */
@@ -383,6 +387,25 @@ describe('createElector: the supervisor rules of run(work), against a real Redis
     const c = replica('lib-twice-c', { lockKey, ...FAST });
     assert.throws(() => c.elector.run('work' as unknown as LeaderWork), /run\(work\) needs a function/);
     await c.elector.stop();
+  });
+
+  it('stop() while Redis cannot be reached lets the program exit at once, not 2 s later', async () => {
+    const port = await freePort();
+    const fixture = join(REPO_ROOT, 'test', 'support', 'fixtures', 'stop-while-unreachable.ts');
+    const run = await runCommand(process.execPath, ['--import', 'tsx', fixture, `redis://127.0.0.1:${port}`], { timeoutMs: 30_000 });
+    assert.equal(run.code, 0, run.stderr);
+    const times = Object.assign(
+      {},
+      ...run.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, number>),
+    ) as { stoppedMs?: number; exitMs?: number };
+    assert.ok(times.stoppedMs !== undefined && times.exitMs !== undefined, run.stdout);
+    const lingered = times.exitMs - times.stoppedMs;
+    console.log(`exited ${lingered.toFixed(0)} ms after stop() returned`);
+    // ioredis' default disconnect grace kept it alive 2000 ms more; ours is 100 ms.
+    assert.ok(lingered < 1_000, `the process lingered ${lingered.toFixed(0)} ms after stop() returned`);
   });
 
   it('refuses invalid options up front, naming the option, the value and the rule', () => {

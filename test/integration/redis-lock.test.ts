@@ -220,8 +220,9 @@ describe('RedisLeaseLock on a real Redis', () => {
     assert.equal(look.kind, 'observed');
     const pauser = client();
     try {
-      // a's takeover reaches Redis only after a's client gave up on it.
-      await pauser.call('CLIENT', 'PAUSE', '300', 'WRITE');
+      // a's takeover reaches Redis only after a's client gave up on it. Both of a's calls must be
+      // sent and time out (100 ms each) inside the pause, with room for a busy event loop.
+      await pauser.call('CLIENT', 'PAUSE', '1500', 'WRITE');
       await assert.rejects(
         a.acquire({ expectedVer: look.kind === 'observed' ? look.record.ver : '', floor: 0, barrierMs: TTL }),
         (err: unknown) => err instanceof LockUnavailableError && err.reason === 'timeout',
@@ -233,7 +234,7 @@ describe('RedisLeaseLock on a real Redis', () => {
           const r = await b.acquire(LOOK);
           return r.kind === 'observed' && r.record.state === 'free' && r.record.instanceId === 'a' ? true : undefined;
         },
-        3_000,
+        5_000,
         50,
       );
     } finally {

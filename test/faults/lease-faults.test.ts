@@ -153,15 +153,27 @@ describe('lease faults with real processes', () => {
         // taking the fence into account can produce a token the fence accepts.
         const [sec] = await c.client.time();
         fence = (Number(sec) + 86_400) * 1_000_000;
-        await c.client.set(c.keys.fence, String(fence));
-        await c.client.set(c.keys.counter, value);
-        const leader = await c.waitForLeader(TTL);
-        await c.kill(leader); // force a new acquisition against the damaged counter
-        await waitFor('a new leadership', () => (c.leaderships().length >= 2 ? true : undefined), 3 * TTL);
-        await c.waitForLeader(TTL);
-        const last = c.leaderships().at(-1);
-        assert.ok(last && last.token > fence, `the new leader's token ${last?.token} is above the fence ${fence}`);
-        assert.equal(await c.client.get(c.keys.counter), String(last.token), 'the counter was repaired to the newest token');
+        const raisedAt = monoNow();
+        // In one transaction, so the acquisition that follows always finds both the fence and the
+        // damaged counter.
+        await c.client.multi().set(c.keys.fence, String(fence)).set(c.keys.counter, value).exec();
+        // The sitting leader's next fenced live write (within GRINDER_LIVE_INTERVAL_MS) is rejected
+        // and it resigns, so a standby acquires against the damaged counter at once. Waiting for
+        // that leadership, not for /readyz, leaves no race over which leader the kill below hits.
+        const repaired = await waitFor('a leadership with a token above the fence', () => c.leaderships().find((l) => l.token > fence), 3 * TTL);
+        assert.equal(await c.client.get(c.keys.counter), String(repaired.token), 'the counter was repaired to the new token');
+        const holder = [0, 1, 2].find((i) => c.instanceId(i) === repaired.instance);
+        assert.ok(holder !== undefined, `${repaired.instance} is one of the replicas`);
+        // A crash, so the next acquisition waits out the TTL and then has to build on the repaired
+        // counter: a repair that did not hold would show as a low token, a stale counter or churn.
+        const killedAt = monoNow();
+        await c.kill(holder);
+        const next = await waitFor('a leadership begun after the kill', () => c.leaderships().find((l) => l.startMonoMs > killedAt), 3 * TTL);
+        console.log(
+          `# a token above the fence ${(repaired.startMonoMs - raisedAt).toFixed(0)} ms after it was raised, the next leader ${(next.startMonoMs - killedAt).toFixed(0)} ms after the kill (each within ${3 * TTL} ms)`,
+        );
+        assert.ok(next.token > repaired.token, `the next leader's token ${next.token} is above ${repaired.token}`);
+        assert.equal(await c.client.get(c.keys.counter), String(next.token), 'the counter follows the newest token');
         return monoNow();
       });
       assert.ok(c.leaderships().length <= 3, `no churn: ${c.leaderships().length} leaderships`);

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster, Redis } from 'ioredis';
+import { errMessage } from '../../src/error-text';
 import { ChaosProxy } from '../../tools/kit/proxy';
 import { FaultCluster, type ReplicaSpec } from '../support/fault-cluster';
 import { SentinelSetup, SmallCluster } from '../../tools/kit/redis-topologies';
@@ -49,7 +50,7 @@ async function withSentinel(
     assert.equal(status.redis_master, `127.0.0.1:${s.master.port}`);
     const ended = await body(s, c, proxy);
     await c.waitForAcceptedWork(ended, FAILOVER_BUDGET_MS + 3 * TTL).catch((err: unknown) => {
-      throw new Error(`${err instanceof Error ? err.message : String(err)}\n${c?.tail() ?? ''}`);
+      throw new Error(`${errMessage(err)}\n${c?.tail() ?? ''}`);
     });
     c.assertSafe();
     await c.assertStreamTokensUnique();
@@ -106,9 +107,21 @@ describe('Redis Sentinel', () => {
         // Hold every byte between master and replica: renewals run on the master but never reach
         // the replica, so WAIT fails and they do not count.
         link.partition();
-        await sleep(RENEW * 2);
-        const metrics = (await c.replica(leader).get('/metrics')).body;
-        assert.match(metrics, /^grinder_ha_lock_failures_total\{operation="renew",reason="replication"[^}]*\} [1-9]/m, 'unreplicated renewals are failures');
+        // The first renewal after the cut is due within RENEW and counts once WAIT gives up; a
+        // loaded machine may be slower, which a fixed sleep would turn into a failure.
+        let metrics = '';
+        await waitFor(
+          'unreplicated renewals counted as failures (operation="renew", reason="replication")',
+          async () => {
+            metrics = (await c.replica(leader).get('/metrics')).body;
+            return /^grinder_ha_lock_failures_total\{operation="renew",reason="replication"[^}]*\} [1-9]/m.test(metrics) ? true : undefined;
+          },
+          5 * RENEW,
+          50,
+        ).catch((err: unknown) => {
+          const counted = metrics.split('\n').filter((l) => l.startsWith('grinder_ha_lock_failures_total'));
+          throw new Error(`${errMessage(err)}\n${counted.join('\n') || '(no grinder_ha_lock_failures_total)'}`);
+        });
         await s.master.stop();
         await waitFor('Sentinel to promote the replica', async () => ((await s.masterPort()) === s.replica.port ? true : undefined), FAILOVER_BUDGET_MS, 100);
         link.heal();

@@ -34,6 +34,7 @@ import {
   type Lease,
   type LeaseLock,
   type LockEvent,
+  type ReleaseResult,
   type RenewResult,
   type SwitchoverRequest,
 } from './lock';
@@ -182,7 +183,7 @@ export class LeaderElector implements HaStatusSource {
         );
         return 'work_still_running';
       }
-      const r = await this.opts.lock.handOver(held.lease, successor);
+      const r = await this.handOverBeforeDeadline(held, successor);
       if (r.kind !== 'released') return 'lost';
       this.commit(handedOver(this.rules, this.state, r.ver, successor, held.lease.token, this.moment()));
       this.opts.log.info({ successor, token: held.lease.token }, `handed the lease over to ${successor}`);
@@ -196,6 +197,33 @@ export class LeaderElector implements HaStatusSource {
     } finally {
       this.handingOver = false;
     }
+  }
+
+  /**
+   * The handoff call, tried again while Redis is away and the lease is still ours by our clock. A
+   * request that waited in the socket while this replica was paused or cut off is read before the
+   * broken connection is noticed; giving up on the first failure would cost the cluster a whole
+   * TTL. The call is a compare-and-set on our token and session, so a repeat after one that did
+   * run (a timeout) changes nothing; past the deadline the lease runs out by itself as usual.
+   */
+  private async handOverBeforeDeadline(held: HeldLease, successor: string): Promise<ReleaseResult> {
+    const { clock, timing } = this.opts;
+    for (;;) {
+      try {
+        return await this.opts.lock.handOver(held.lease, successor);
+      } catch (err) {
+        if (!(err instanceof LockUnavailableError)) throw err;
+        do {
+          if (this.stopped || held.validUntil - clock.now() <= timing.renewRetryMs) throw err;
+          await this.pause(timing.renewRetryMs);
+        } while (!this.opts.lock.isConnected());
+        this.opts.log.info({ successor, token: held.lease.token }, 'switchover: trying the handoff again');
+      }
+    }
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => this.opts.clock.setTimeout(resolve, ms));
   }
 
   /** The moment a decision is taken, with what only the loop knows: whether a leadership is still being left. */

@@ -2,7 +2,7 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import type { Registration } from '../../src/cluster/registration';
-import { readCluster, type ClusterView } from '../../src/cluster/view';
+import { lateAfterMs, readCluster, type ClusterView } from '../../src/cluster/view';
 import { defineCommands } from '../../src/redis/commands';
 import { runGrinder } from '../../tools/kit/command';
 import { FaultCluster } from '../support/fault-cluster';
@@ -20,21 +20,23 @@ after(async () => {
   for (const c of clusters) await c.close();
 });
 
-async function cluster(n: number): Promise<FaultCluster> {
-  const c = await FaultCluster.start({ replicas: Array.from({ length: n }, () => ({ ttlMs: TTL, renewMs: RENEW })), lockKey: `grinder:so:${clusters.length}` });
+async function cluster(n: number, ttlMs = TTL, renewMs = RENEW): Promise<FaultCluster> {
+  const c = await FaultCluster.start({ replicas: Array.from({ length: n }, () => ({ ttlMs, renewMs })), lockKey: `grinder:so:${clusters.length}` });
   clusters.push(c);
   defineCommands(c.client);
-  await c.waitForLeader(4 * TTL);
-  await view(c, (v) => v.members.length === n && v.members.every((m) => m.healthy) && v.leader !== null);
+  await c.waitForLeader(4 * ttlMs);
+  await view(c, (v) => v.members.length === n && v.members.every((m) => m.healthy) && v.leader !== null, 4 * ttlMs);
   return c;
 }
 
+/** The replicas' own lease settings: the command judges heartbeats and waits by them. */
 function env(c: FaultCluster): Record<string, string> {
+  const { ttlMs, renewMs } = c.spec(0);
   return {
     GRINDER_REDIS_URL: c.redisUrl,
     GRINDER_HA_LOCK_KEY: c.lockKey,
-    GRINDER_HA_LOCK_TTL_MS: String(TTL),
-    GRINDER_HA_RENEW_INTERVAL_MS: String(RENEW),
+    GRINDER_HA_LOCK_TTL_MS: String(ttlMs),
+    GRINDER_HA_RENEW_INTERVAL_MS: String(renewMs),
   };
 }
 
@@ -141,27 +143,80 @@ describe('grinder switchover', () => {
   });
 
   it('during a Redis blip: the switchover completes across it, acted on once, never two leaders', async () => {
-    const c = await cluster(2);
-    const from = await c.waitForLeader(TTL);
-    // The leader is frozen (still inside its lease) so it cannot act before the blip: every
-    // connection, its own, the standby's and the command's, is cut while the request is pending.
-    c.signal(from, 'SIGSTOP');
+    // The leader is frozen from before the command starts until after the blip, and starting node
+    // takes 0.5-2 s on a loaded CI machine. All that while the command must still find the leader's
+    // heartbeat on time (it refuses a late leader), and the leader's lease must not run out (it would
+    // wake as a STANDBY and the standby would take over by itself): with a renew interval of 2 s the
+    // heartbeat is late 4.6 s after the last one and the lease lasts 5.9-7.9 s past the freeze.
+    const ttl = 8_000;
+    const renew = 2_000;
+    const c = await cluster(2, ttl, renew);
+    const from = await c.waitForLeader(ttl);
+    const leader = c.instanceId(from);
+    const to = c.instanceId(1 - from);
     const ear = new Redis(c.redisUrl);
-    await ear.subscribe(c.keys.events);
-    const published = new Promise<void>((resolve) => ear.on('message', (_channel: string, message: string) => message.startsWith('switchover|') && resolve()));
-    const pending = runGrinder(['switchover', '--to', c.instanceId(1 - from)], env(c));
-    await published; // the request is out, and nobody can act on it yet
-    ear.disconnect();
-    await c.client.client('KILL', 'TYPE', 'normal').catch(() => undefined);
-    await c.client.client('KILL', 'TYPE', 'pubsub').catch(() => undefined);
-    await sleep(300);
-    c.signal(from, 'SIGCONT');
-    const run = await pending;
-    assert.equal(run.code, 0, `${run.stdout} ${run.stderr}\n${c.tail(10)}`);
-    assert.ok(run.ms >= 700, `the command was still waiting across the blip (it took ${run.ms} ms)`);
-    assert.equal(await c.waitForLeader(3 * TTL), 1 - from);
-    const requests = c.replica(from).logsWith('switchover requested: handing the lease over to ' + c.instanceId(1 - from));
-    assert.equal(requests.length, 1, 'acted on once, however often the request was published');
-    c.assertSafe();
+    try {
+      await ear.subscribe(c.keys.events);
+      const published = new Promise<void>((resolve) =>
+        ear.on('message', (_channel: string, message: string) => message.startsWith('switchover|') && resolve()),
+      );
+      // Right after a heartbeat, so the command has the whole time until the leader counts as late.
+      const leaderIn = (v: ClusterView) => v.members.find((m) => m.instance_id === leader);
+      const lastBeat = leaderIn(await view(c, () => true, ttl))?.heartbeat_ms;
+      const beat = leaderIn(await view(c, (v) => (leaderIn(v)?.heartbeat_ms ?? lastBeat) !== lastBeat, 2 * renew));
+      assert.ok(
+        beat?.healthy && beat.role === 'active' && beat.lease_remaining_ms !== null,
+        `set-up: ${leader} heartbeats as a healthy ACTIVE (${JSON.stringify(beat)})`,
+      );
+      const lateInMs = lateAfterMs({ ttl_ms: ttl, renew_interval_ms: renew }) - beat.last_seen_ms;
+      const leaseLeftMs = beat.lease_remaining_ms;
+      // Frozen inside its lease so it cannot act before the blip: every connection, its own, the
+      // standby's and the command's, is cut while the request is pending.
+      const stoppedAt = monoNow();
+      c.signal(from, 'SIGSTOP');
+      const spawnedAt = monoNow();
+      const pending = runGrinder(['switchover', '--to', to], env(c));
+      // A command that refuses never publishes: fail now, in its own words, not at the test's timeout.
+      const refused = await Promise.race([published.then(() => null), pending]);
+      const publishedMs = monoNow() - stoppedAt;
+      if (refused)
+        assert.fail(
+          `grinder switchover exited (code ${refused.code}) without publishing a request, ${publishedMs.toFixed(0)} ms after the leader was frozen ` +
+            `(its heartbeat counts as late from ${lateInMs} ms: past that, the set-up was too slow): ${refused.stderr}`,
+        );
+      // The request is out, and nobody can act on it yet.
+      ear.disconnect();
+      await c.client.client('KILL', 'TYPE', 'normal').catch(() => undefined);
+      await c.client.client('KILL', 'TYPE', 'pubsub').catch(() => undefined);
+      await sleep(300);
+      const resumedAt = monoNow();
+      c.signal(from, 'SIGCONT');
+      const run = await pending;
+      const frozenMs = resumedAt - stoppedAt;
+      console.log(
+        `leader frozen ${frozenMs.toFixed(0)} ms with ${leaseLeftMs} ms of its lease left; the request published ${publishedMs.toFixed(0)} ms into it ` +
+          `(late from ${lateInMs} ms); the command took ${run.ms.toFixed(0)} ms`,
+      );
+      // After the wake the leader reconnects and hands over (trying again until Redis answers); a
+      // renew interval is ample for that.
+      assert.ok(
+        frozenMs <= leaseLeftMs - renew,
+        `set-up: the leader was frozen ${frozenMs.toFixed(0)} ms with ${leaseLeftMs} ms of its lease left, too little to wake and hand over inside it`,
+      );
+      assert.equal(run.code, 0, `${run.stdout} ${run.stderr}\n${c.tail(10)}`);
+      const exitedAt = spawnedAt + run.ms;
+      assert.ok(
+        exitedAt > resumedAt,
+        `the command was still waiting across the blip (it took ${run.ms.toFixed(0)} ms and exited ${(exitedAt - resumedAt).toFixed(0)} ms after the leader woke)`,
+      );
+      assert.equal(await c.waitForLeader(3 * ttl), 1 - from);
+      const requests = c.replica(from).logsWith('switchover requested: handing the lease over to ' + to);
+      assert.equal(requests.length, 1, 'acted on once, however often the request was published');
+      // Handed over once Redis answered again, not left to run out one TTL later.
+      assert.equal(c.replica(from).logsWith(`handed the lease over to ${to}`).length, 1, `handed over across the blip\n${c.tail(10)}`);
+      c.assertSafe();
+    } finally {
+      ear.disconnect();
+    }
   });
 });

@@ -846,6 +846,44 @@ describe('LeaderElector planned switchover', () => {
     assert.equal(b.elector.currentRole(), 'active');
   });
 
+  it('a handoff that fails while Redis is away is tried again once it is back, before the deadline: the successor leads at once', async () => {
+    const { sim, a, b } = await leaderAndStandby();
+    a.lock.mode = 'down';
+    const result = a.elector.handOver('r1');
+    await sim.time.advanceChecking(3 * timing.renewRetryMs, 1, () => assertAtMostOneActive(sim));
+    assert.equal(b.elector.currentRole(), 'standby', 'nothing handed over while Redis is away');
+    const backAt = sim.time.now();
+    a.lock.mode = 'ok';
+    let takenAt: number | null = null;
+    await sim.time.advanceChecking(2 * timing.renewRetryMs, 1, () => {
+      assertAtMostOneActive(sim);
+      if (takenAt === null && b.elector.currentRole() === 'active') takenAt = sim.time.now();
+    });
+    assert.equal(await result, 'handed_over');
+    assert.ok(
+      takenAt !== null && takenAt - backAt <= timing.renewRetryMs + 2,
+      `the successor led ${takenAt === null ? 'never' : takenAt - backAt} ms after Redis was back`,
+    );
+  });
+
+  it('a handoff that keeps failing stops at the lease deadline; the lease runs out and a standby takes over then', async () => {
+    const { sim, a, b } = await leaderAndStandby();
+    const lastOk = sim.time.now() - 2;
+    a.lock.mode = 'down';
+    const result = a.elector.handOver('r1');
+    await sim.time.advanceChecking(timing.leaseValidityMs, 1, () => assertAtMostOneActive(sim));
+    assert.equal(await result, 'lost');
+    const triesAtDeadline = a.lock.calls.filter((c) => c === 'release').length;
+    assert.equal(triesAtDeadline, 1, 'no call while Redis is away: it waits for the connection');
+    a.lock.mode = 'ok';
+    await sim.time.advanceChecking(TTL, 1, () => {
+      assertAtMostOneActive(sim);
+      if (sim.time.now() < lastOk + TTL) assert.equal(b.elector.currentRole(), 'standby', 'not before the lease ran out');
+    });
+    assert.equal(b.elector.currentRole(), 'active');
+    assert.equal(a.lock.calls.filter((c) => c === 'release').length, triesAtDeadline, 'no handoff after the deadline');
+  });
+
   it('waits for the leader work to end before handing over', async () => {
     const { sim, a, b, stubborn } = await stubbornLeaderAndStandby();
     void a.elector.handOver('r1');

@@ -79,6 +79,8 @@ export class LeaderElector implements HaStatusSource {
   private workSignal: { token: number; controller: AbortController } | null = null;
   /** A planned switchover is handing our lease to a successor: nothing else may free it meanwhile. */
   private handingOver = false;
+  /** Wakes every sleepUnlessStopped() in progress (stop). */
+  private readonly sleepers = new Set<() => void>();
   /** A lease we resigned that is to be released once the leader work has ended. */
   private releaseAfterWork: Lease | null = null;
 
@@ -139,6 +141,8 @@ export class LeaderElector implements HaStatusSource {
     this.stopped = true;
     this.clearTimer('tickTimer');
     this.clearTimer('deadlineTimer');
+    for (const wake of this.sleepers) wake();
+    this.sleepers.clear();
     await this.ticking;
     const { held } = this.commit(steppedDown(this.rules, this.state, 'shutting down', 'replica is shutting down'));
     const ended = await this.workEndedWithin(workGraceMs);
@@ -170,6 +174,8 @@ export class LeaderElector implements HaStatusSource {
    * lease deadline, nothing is handed over: the lease runs out and a standby takes it over then.
    */
   async handOver(successor: string): Promise<'handed_over' | 'not_leader' | 'work_still_running' | 'lost'> {
+    // A leader woken from a pause reads the request before its overdue deadline timer runs.
+    this.enforceDeadline();
     if (this.state.kind !== 'leading' || this.handingOver) return 'not_leader';
     if (successor === this.opts.instanceId) return 'not_leader';
     this.handingOver = true;
@@ -184,6 +190,13 @@ export class LeaderElector implements HaStatusSource {
         return 'work_still_running';
       }
       const r = await this.handOverBeforeDeadline(held, successor);
+      if (r === 'deadline') {
+        this.opts.log.warn(
+          { successor, token: held.lease.token },
+          'switchover: the lease deadline came before the handoff could be sent; nothing handed over, the lease runs out by itself',
+        );
+        return 'lost';
+      }
       if (r.kind !== 'released') return 'lost';
       this.commit(handedOver(this.rules, this.state, r.ver, successor, held.lease.token, this.moment()));
       this.opts.log.info({ successor, token: held.lease.token }, `handed the lease over to ${successor}`);
@@ -200,30 +213,50 @@ export class LeaderElector implements HaStatusSource {
   }
 
   /**
-   * The handoff call, tried again while Redis is away and the lease is still ours by our clock. A
-   * request that waited in the socket while this replica was paused or cut off is read before the
-   * broken connection is noticed; giving up on the first failure would cost the cluster a whole
-   * TTL. The call is a compare-and-set on our token and session, so a repeat after one that did
-   * run (a timeout) changes nothing; past the deadline the lease runs out by itself as usual.
+   * The handoff call, tried again while Redis is away, until one retry interval before the
+   * deadline of the lease this replica held. A request that waited in the socket while this
+   * replica was paused or cut off is read before the broken connection is noticed; giving up on
+   * the first failure would cost the cluster a whole TTL. Each try is sent before that deadline: a
+   * record that comes back on older data (a restore, a failover) may name us again after another
+   * replica led, and a handoff sent later could pass it to the successor at once. A try that timed
+   * out but ran is seen as our own handoff by the next (handoff-1.lua).
    */
-  private async handOverBeforeDeadline(held: HeldLease, successor: string): Promise<ReleaseResult> {
+  private async handOverBeforeDeadline(held: HeldLease, successor: string): Promise<ReleaseResult | 'deadline'> {
     const { clock, timing } = this.opts;
+    const mayStillSend = (): boolean => !this.stopped && clock.now() < held.validUntil - timing.renewRetryMs;
+    let failure: unknown = null;
     for (;;) {
+      // Judged right before each send: a timer may fire late (a busy loop, a pause).
+      if (!mayStillSend()) {
+        if (failure) throw failure;
+        return 'deadline';
+      }
+      if (failure) this.opts.log.info({ successor, token: held.lease.token }, 'switchover: trying the handoff again');
       try {
         return await this.opts.lock.handOver(held.lease, successor);
       } catch (err) {
         if (!(err instanceof LockUnavailableError)) throw err;
+        failure = err;
         do {
-          if (this.stopped || held.validUntil - clock.now() <= timing.renewRetryMs) throw err;
-          await this.pause(timing.renewRetryMs);
-        } while (!this.opts.lock.isConnected());
-        this.opts.log.info({ successor, token: held.lease.token }, 'switchover: trying the handoff again');
+          await this.sleepUnlessStopped(timing.renewRetryMs);
+        } while (!this.opts.lock.isConnected() && mayStillSend());
       }
     }
   }
 
-  private pause(ms: number): Promise<void> {
-    return new Promise((resolve) => this.opts.clock.setTimeout(resolve, ms));
+  /** A wait that stop() cuts short. */
+  private sleepUnlessStopped(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = this.opts.clock.setTimeout(() => {
+        this.sleepers.delete(wake);
+        resolve();
+      }, ms);
+      const wake = (): void => {
+        this.opts.clock.clearTimeout(timer);
+        resolve();
+      };
+      this.sleepers.add(wake);
+    });
   }
 
   /** The moment a decision is taken, with what only the loop knows: whether a leadership is still being left. */
@@ -486,6 +519,7 @@ export class LeaderElector implements HaStatusSource {
 
   private onSwitchoverRequest(request: SwitchoverRequest): void {
     if (request.from !== this.opts.instanceId) return;
+    this.enforceDeadline();
     // Meant for the leadership the operator saw: a request published again (a Redis blip) must
     // not end the next one.
     if (!isLeading(this.state, request.token)) {

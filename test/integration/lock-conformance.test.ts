@@ -306,8 +306,12 @@ for (const impl of [fake, redis]) {
       assert.equal(seen.record.instanceId, 'b', 'the record names the successor');
       assert.equal((await a.renew(lease)).kind, 'lost', 'the old holder cannot renew a handed-over lease');
       assert.equal((await a.handOver(lease, 'c')).kind, 'not_held', 'nor hand it over twice');
+      // The same handoff again (an earlier try timed out after it ran): answered as done, nothing written.
+      assert.deepEqual(await a.handOver(lease, 'b'), { kind: 'released', ver: seen.record.ver }, 'the same handoff again is that handoff');
+      assert.equal(await store.recordState(), 'handoff');
       const next = acquired(await b.acquire({ expectedVer: seen.record.ver, floor: 0, barrierMs: TTL }));
       assert.ok(next.token > lease.token);
+      assert.equal((await a.handOver(lease, 'b')).kind, 'not_held', 'once the successor took it, it is not ours');
     });
 
     it('answers a look with the record as it stands and writes nothing', async () => {

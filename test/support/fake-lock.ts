@@ -268,7 +268,10 @@ export class FakeLock implements LeaseLock {
     return this.run('release', (): ReleaseResult => {
       const s = this.store;
       const rec = s.record();
-      if (!rec || rec.state !== 'held' || rec.token !== lease.token || rec.session !== this.session) return { kind: 'not_held' };
+      const ours = rec !== null && rec.token === lease.token && rec.session === this.session;
+      // An earlier try that timed out had run: the same handoff.
+      if (ours && rec.state === 'handoff' && rec.instance === successor) return { kind: 'released', ver: rec.ver };
+      if (!ours || rec.state !== 'held') return { kind: 'not_held' };
       const next: Rec = { ...rec, state: 'handoff', ver: s.newVer(), instance: successor };
       s.raw = formatRecord(next);
       s.announce('handoff', next);

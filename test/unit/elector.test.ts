@@ -5,7 +5,7 @@ import { LeaderElector } from '../../src/ha/elector';
 import type { LeaderContext, Role } from '../../src/ha/role';
 import { leaseTiming } from '../../src/ha/timing';
 import { FakeTime, type ProcessClock } from '../support/fake-clock';
-import { FakeLeaseStore, FakeLock } from '../support/fake-lock';
+import { FakeLeaseStore, FakeLock, formatRecord } from '../support/fake-lock';
 
 const silent = pino({ level: 'silent' });
 const TTL = 1_000;
@@ -870,9 +870,10 @@ describe('LeaderElector planned switchover', () => {
     const { sim, a, b } = await leaderAndStandby();
     const lastOk = sim.time.now() - 2;
     a.lock.mode = 'down';
-    const result = a.elector.handOver('r1');
+    let result: string | null = null;
+    void a.elector.handOver('r1').then((r) => (result = r));
     await sim.time.advanceChecking(timing.leaseValidityMs, 1, () => assertAtMostOneActive(sim));
-    assert.equal(await result, 'lost');
+    assert.equal(result, 'lost', 'given up by the deadline');
     const triesAtDeadline = a.lock.calls.filter((c) => c === 'release').length;
     assert.equal(triesAtDeadline, 1, 'no call while Redis is away: it waits for the connection');
     a.lock.mode = 'ok';
@@ -882,6 +883,50 @@ describe('LeaderElector planned switchover', () => {
     });
     assert.equal(b.elector.currentRole(), 'active');
     assert.equal(a.lock.calls.filter((c) => c === 'release').length, triesAtDeadline, 'no handoff after the deadline');
+  });
+
+  it('a handoff try that falls due after the deadline (the replica was paused) is not sent: a record brought back by a restore is not handed on', async () => {
+    const { sim, a, b } = await leaderAndStandby();
+    const lastOk = sim.time.now() - 2;
+    a.lock.mode = 'down';
+    let result: string | null = null;
+    void a.elector.handOver('r1').then((r) => (result = r));
+    await sim.time.advance(1);
+    a.clock.paused = true; // SIGSTOP in the middle of its wait for Redis
+    await sim.time.advanceChecking(TTL + RENEW, 1, () => assertAtMostOneActive(sim));
+    assert.equal(b.elector.currentRole(), 'active', 'the standby took over when the lease ran out');
+    // Redis comes back with a's record (a restore: a restart, so every connection breaks), and a
+    // wakes: no handoff may go out now.
+    a.lock.mode = 'ok';
+    for (const r of [a, b]) r.lock.emit({ kind: 'disconnected' });
+    sim.store.raw = formatRecord({
+      state: 'held',
+      ver: sim.store.newVer(),
+      token: a.contexts[0]?.token ?? 0,
+      ttl: TTL,
+      maxttl: TTL,
+      session: a.lock.session,
+      instance: 'r0',
+    });
+    a.clock.paused = false;
+    await sim.time.advanceChecking(2 * timing.renewRetryMs, 1, () => assertAtMostOneActive(sim));
+    assert.equal(result, 'lost');
+    assert.equal(a.lock.calls.filter((c) => c === 'release').length, 1, `only the first try, sent at ${lastOk + 2}, before the deadline`);
+    assert.equal(sim.store.record()?.state, 'held', 'the restored record is left as it is');
+  });
+
+  it('stop() during a handoff that waits for Redis ends the wait at once', async () => {
+    const { sim, a } = await leaderAndStandby();
+    a.lock.mode = 'down';
+    let result: string | null = null;
+    void a.elector.handOver('r1').then((r) => (result = r));
+    await sim.time.advance(1);
+    let stopped = false;
+    void a.elector.stop().then(() => (stopped = true));
+    await sim.time.advance(1);
+    assert.equal(result, 'lost');
+    assert.ok(stopped, 'stop() returned without waiting out the retry interval');
+    assert.equal(a.lock.calls.filter((c) => c === 'release').length, 1);
   });
 
   it('waits for the leader work to end before handing over', async () => {

@@ -16,7 +16,9 @@
     ARGV[5] channel       announcement channel
 
   Output:
-    {1, ver}              handed over and announced
+    {1, ver}              handed over and announced; also when the record already is this very
+                          handoff (our token and session, the same successor): an earlier try
+                          that timed out had run, and the successor may lead already
     {0}                   not ours (taken over, or never ours): nothing changed
 
   Run late: the caller had stopped leading (and its work had ended) before sending it; if the
@@ -27,6 +29,12 @@
 local lockKey = KEYS[1]
 local rec = heldRecord(lockKey, ARGV[2], ARGV[1])
 if not rec then
+  if redis.call('TYPE', lockKey)['ok'] == 'string' then
+    local current = parseRecord(redis.call('GET', lockKey))
+    if current and current.state == 'handoff' and current.session == ARGV[2] and current.token == tonumber(ARGV[1]) and current.instance == ARGV[4] then
+      return { 1, current.ver }
+    end
+  end
   return { 0 }
 end
 redis.call('SET', lockKey, formatRecord('handoff', ARGV[3], rec.token, rec.ttl, rec.maxttl, rec.session, ARGV[4]))

@@ -118,6 +118,10 @@ import { EMPTY_WATCH, eligibleAt, eligibleVer, sawVersion, wasReplaced, type Ver
  * released or handed over only once the run has ended; the replica stops renewing when it steps
  * down, so a run that ignores its signal keeps everyone out until the lease runs out (one TTL after
  * the last renewal) and no longer. Work that must not overlap a successor's is fenced (below).
+ * A switchover's handoff is sent (and, while Redis is away, sent again) only while the deadline
+ * of the lease it hands on is more than one renew-retry interval away, judged on both clocks: a
+ * record that a restore brings back after another replica led may name the old holder again,
+ * and a late handoff would pass it to the successor at once.
  *
  * What it does NOT guarantee. A leader's side effects can still land after its lease ended: a
  * request it sent before a pause can arrive later, and code that does not check the signal keeps

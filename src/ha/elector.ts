@@ -182,6 +182,7 @@ export class LeaderElector implements HaStatusSource {
     try {
       const { held } = this.commit(steppedDown(this.rules, this.state, `switchover to ${successor}`));
       if (!held) return 'not_leader';
+      const steppedDownAt = { mono: this.opts.clock.now(), wall: this.opts.clock.wallNow() };
       if (!(await this.workEndedWithin(held.validUntil - this.opts.clock.now()))) {
         this.opts.log.warn(
           { successor, token: held.lease.token },
@@ -189,7 +190,7 @@ export class LeaderElector implements HaStatusSource {
         );
         return 'work_still_running';
       }
-      const r = await this.handOverBeforeDeadline(held, successor);
+      const r = await this.handOverBeforeDeadline(held, steppedDownAt, successor);
       if (r === 'deadline') {
         this.opts.log.warn(
           { successor, token: held.lease.token },
@@ -221,10 +222,15 @@ export class LeaderElector implements HaStatusSource {
    * replica led, and a handoff sent later could pass it to the successor at once. A try that timed
    * out but ran is seen as our own handoff by the next (handoff-1.lua).
    */
-  private async handOverBeforeDeadline(held: HeldLease, successor: string): Promise<ReleaseResult | 'deadline'> {
+  private async handOverBeforeDeadline(held: HeldLease, since: { mono: number; wall: number }, successor: string): Promise<ReleaseResult | 'deadline'> {
     const { clock, timing } = this.opts;
-    const mayStillSend = (): boolean => !this.stopped && clock.now() < held.validUntil - timing.renewRetryMs;
-    let failure: unknown = null;
+    // CLOCK_MONOTONIC stands still while the host is suspended: a wall clock that moved on further
+    // than it since the step-down means the deadline may have passed unseen (Host suspend in SAFETY).
+    const suspended = (): boolean => clock.wallNow() - since.wall - (clock.now() - since.mono) > timing.safetyMarginMs;
+    let failure: LockUnavailableError | null = null;
+    // A stop cuts the retries short, not the first try: a switchover that stop() overtakes while the
+    // work ends still hands over (stop has no lease left to release then).
+    const mayStillSend = (): boolean => (failure === null || !this.stopped) && clock.now() < held.validUntil - timing.renewRetryMs && !suspended();
     for (;;) {
       // Judged right before each send: a timer may fire late (a busy loop, a pause).
       if (!mayStillSend()) {
@@ -233,7 +239,14 @@ export class LeaderElector implements HaStatusSource {
       }
       if (failure) this.opts.log.info({ successor, token: held.lease.token }, 'switchover: trying the handoff again');
       try {
-        return await this.opts.lock.handOver(held.lease, successor);
+        const r = await this.opts.lock.handOver(held.lease, successor);
+        if (r.kind !== 'released' && failure?.reason === 'timeout') {
+          this.opts.log.info(
+            { successor, token: held.lease.token },
+            'switchover: the record is no longer ours; the earlier try that timed out may have handed it over (grinder list shows who leads)',
+          );
+        }
+        return r;
       } catch (err) {
         if (!(err instanceof LockUnavailableError)) throw err;
         failure = err;
@@ -246,6 +259,7 @@ export class LeaderElector implements HaStatusSource {
 
   /** A wait that stop() cuts short. */
   private sleepUnlessStopped(ms: number): Promise<void> {
+    if (this.stopped) return Promise.resolve();
     return new Promise((resolve) => {
       const timer = this.opts.clock.setTimeout(() => {
         this.sleepers.delete(wake);

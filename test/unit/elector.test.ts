@@ -915,6 +915,32 @@ describe('LeaderElector planned switchover', () => {
     assert.equal(sim.store.record()?.state, 'held', 'the restored record is left as it is');
   });
 
+  it('a host suspend during the wait for Redis (wall time moved on, monotonic did not): no handoff is sent', async () => {
+    const { sim, a } = await leaderAndStandby();
+    a.lock.mode = 'down';
+    let result: string | null = null;
+    void a.elector.handOver('r1').then((r) => (result = r));
+    await sim.time.advance(1);
+    a.clock.wallOffsetMs += 5 * TTL; // suspended for five TTLs: its deadline passed unseen
+    a.lock.mode = 'ok';
+    await sim.time.advanceChecking(2 * timing.renewRetryMs, 1, () => assertAtMostOneActive(sim));
+    assert.equal(result, 'lost');
+    assert.equal(a.lock.calls.filter((c) => c === 'release').length, 1, 'only the first try, before the suspend');
+  });
+
+  it('stop() that overtakes a switchover while the work ends: the handoff still goes out once the work has ended', async () => {
+    const { sim, a, b, stubborn } = await stubbornLeaderAndStandby();
+    let result: string | null = null;
+    void a.elector.handOver('r1').then((r) => (result = r));
+    await sim.time.advance(10);
+    void a.elector.stop();
+    await sim.time.advanceChecking(10, 1, () => assert.equal(b.elector.currentRole(), 'standby'));
+    stubborn.finish();
+    await sim.time.advanceChecking(5, 1, () => assertAtMostOneActive(sim));
+    assert.equal(result, 'handed_over');
+    assert.equal(b.elector.currentRole(), 'active', 'the successor led at once');
+  });
+
   it('stop() during a handoff that waits for Redis ends the wait at once', async () => {
     const { sim, a } = await leaderAndStandby();
     a.lock.mode = 'down';

@@ -118,10 +118,12 @@ import { EMPTY_WATCH, eligibleAt, eligibleVer, sawVersion, wasReplaced, type Ver
  * released or handed over only once the run has ended; the replica stops renewing when it steps
  * down, so a run that ignores its signal keeps everyone out until the lease runs out (one TTL after
  * the last renewal) and no longer. Work that must not overlap a successor's is fenced (below).
- * A switchover's handoff is sent (and, while Redis is away, sent again) only while the deadline
- * of the lease it hands on is more than one renew-retry interval away, judged on both clocks: a
- * record that a restore brings back after another replica led may name the old holder again,
- * and a late handoff would pass it to the successor at once.
+ * The release or handoff that follows is sent (a handoff, while Redis is away, sent again) only
+ * while the deadline of the lease it gives up is more than one renew-retry interval away, judged
+ * on both clocks; later, the lease runs out by itself. A record that a restore brings back after
+ * another replica led may name the old holder again, and a late release would free it (a standby
+ * then takes it at once) and a late handoff pass it on, while that other leader has not yet
+ * noticed.
  *
  * What it does NOT guarantee. A leader's side effects can still land after its lease ended: a
  * request it sent before a pause can arrive later, and code that does not check the signal keeps
@@ -233,7 +235,7 @@ export type Effect =
   | { readonly kind: 'arm_deadline'; readonly at: number | null }
   | { readonly kind: 'release'; readonly lease: Lease }
   /** Release `lease` once the leader work has ended (a resignation). */
-  | { readonly kind: 'release_after_work'; readonly lease: Lease }
+  | { readonly kind: 'release_after_work'; readonly held: HeldLease }
   | { readonly kind: 'abandon' }
   | { readonly kind: 'barrier'; readonly reason: BarrierReason }
   | { readonly kind: 'log'; readonly level: 'debug' | 'info' | 'warn' | 'error'; readonly fields: Record<string, unknown>; readonly msg: string };
@@ -687,7 +689,7 @@ export function resigned(rules: ElectionRules, state: ElectionState, token: numb
   const factor = Math.min(MAX_BACKOFF_FACTOR, 2 ** (streak - 1));
   const backoffUntil = now.mono + Math.min(rules.timing.ttlMs, rules.timing.renewIntervalMs * factor);
   d.remember({ resignStreak: streak, backoffUntil });
-  if (held) d.emit({ kind: 'release_after_work', lease: held.lease });
+  if (held) d.emit({ kind: 'release_after_work', held });
   return { ...d.done(), next: { kind: 'in', ms: Math.max(0, backoffUntil - now.mono) } };
 }
 

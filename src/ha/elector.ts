@@ -82,7 +82,7 @@ export class LeaderElector implements HaStatusSource {
   /** Wakes every sleepUnlessStopped() in progress (stop). */
   private readonly sleepers = new Set<() => void>();
   /** A lease we resigned that is to be released once the leader work has ended. */
-  private releaseAfterWork: Lease | null = null;
+  private releaseAfterWork: GivenUp | null = null;
 
   constructor(opts: ElectorOptions) {
     this.opts = opts;
@@ -132,9 +132,10 @@ export class LeaderElector implements HaStatusSource {
   }
 
   /**
-   * Stops electing: aborts the leader work and waits for it, at most `workGraceMs`. If it ended,
-   * the lease (if held) is released so the next replica takes over at once; if it still runs, the
-   * lease is not released and runs out by itself (one TTL after the last renewal). Then closes the lock.
+   * Stops electing: aborts the leader work and waits for it, at most `workGraceMs`. If it ended
+   * before the lease deadline, the lease (if held) is released so the next replica takes over at
+   * once; if it still runs, or ended too late, the lease is not released and runs out by itself
+   * (one TTL after the last renewal). Then closes the lock.
    */
   async stop(workGraceMs = 2_000): Promise<void> {
     if (this.stopped) return;
@@ -145,15 +146,19 @@ export class LeaderElector implements HaStatusSource {
     this.sleepers.clear();
     await this.ticking;
     const { held } = this.commit(steppedDown(this.rules, this.state, 'shutting down', 'replica is shutting down'));
+    const givenUp = held ? this.givenUp(held) : null;
     const ended = await this.workEndedWithin(workGraceMs);
     // A resignation still waiting for its work to end hands its release over to the stop.
-    const toRelease = held?.lease ?? this.releaseAfterWork;
+    const pending = givenUp ?? this.releaseAfterWork;
+    const toRelease = pending?.lease ?? null;
     this.releaseAfterWork = null;
     if (toRelease && !ended) {
       this.opts.log.warn(
         { token: toRelease.token, grace_ms: workGraceMs },
         'the leader work did not end within the stop grace; the lease is not released and runs out by itself (the next replica takes over one TTL after the last renewal)',
       );
+    } else if (pending && toRelease && !this.mayStillSend(pending)) {
+      this.opts.log.warn({ token: toRelease.token }, 'the lease deadline came before the leader work ended; the lease is not released and runs out by itself');
     } else if (toRelease) {
       try {
         const r = await this.opts.lock.release(toRelease);
@@ -182,7 +187,7 @@ export class LeaderElector implements HaStatusSource {
     try {
       const { held } = this.commit(steppedDown(this.rules, this.state, `switchover to ${successor}`));
       if (!held) return 'not_leader';
-      const steppedDownAt = { mono: this.opts.clock.now(), wall: this.opts.clock.wallNow() };
+      const givenUp = this.givenUp(held);
       if (!(await this.workEndedWithin(held.validUntil - this.opts.clock.now()))) {
         this.opts.log.warn(
           { successor, token: held.lease.token },
@@ -190,7 +195,7 @@ export class LeaderElector implements HaStatusSource {
         );
         return 'work_still_running';
       }
-      const r = await this.handOverBeforeDeadline(held, steppedDownAt, successor);
+      const r = await this.handOverBeforeDeadline(givenUp, successor);
       if (r === 'deadline') {
         this.opts.log.warn(
           { successor, token: held.lease.token },
@@ -213,36 +218,46 @@ export class LeaderElector implements HaStatusSource {
     }
   }
 
+  /** The lease a step-down gave up, with the moment it did, on both clocks. */
+  private givenUp(held: HeldLease): GivenUp {
+    return { lease: held.lease, validUntil: held.validUntil, mono: this.opts.clock.now(), wall: this.opts.clock.wallNow() };
+  }
+
   /**
-   * The handoff call, tried again while Redis is away, until one retry interval before the
-   * deadline of the lease this replica held. A request that waited in the socket while this
-   * replica was paused or cut off is read before the broken connection is noticed; giving up on
-   * the first failure would cost the cluster a whole TTL. Each try is sent before that deadline: a
-   * record that comes back on older data (a restore, a failover) may name us again after another
-   * replica led, and a handoff sent later could pass it to the successor at once. A try that timed
-   * out but ran is seen as our own handoff by the next (handoff-1.lua).
+   * Whether a release or handoff of a lease given up may still be sent (SAFETY, "Leader work and
+   * the lease"): more than one retry interval before its deadline, and no host suspend since the
+   * step-down (CLOCK_MONOTONIC stands still then, so the wall clock moves on further than it).
+   * Judged right before each send: a timer may fire late (a busy loop, a pause).
    */
-  private async handOverBeforeDeadline(held: HeldLease, since: { mono: number; wall: number }, successor: string): Promise<ReleaseResult | 'deadline'> {
+  private mayStillSend(g: GivenUp): boolean {
     const { clock, timing } = this.opts;
-    // CLOCK_MONOTONIC stands still while the host is suspended: a wall clock that moved on further
-    // than it since the step-down means the deadline may have passed unseen (Host suspend in SAFETY).
-    const suspended = (): boolean => clock.wallNow() - since.wall - (clock.now() - since.mono) > timing.safetyMarginMs;
+    const suspended = clock.wallNow() - g.wall - (clock.now() - g.mono) > timing.safetyMarginMs;
+    return clock.now() < g.validUntil - timing.renewRetryMs && !suspended;
+  }
+
+  /**
+   * The handoff call, tried again while Redis is away and mayStillSend() holds. A request that
+   * waited in the socket while this replica was paused or cut off is read before the broken
+   * connection is noticed; giving up on the first failure would cost the cluster a whole TTL. A
+   * try that timed out but ran is seen as our own handoff by the next (handoff-1.lua).
+   */
+  private async handOverBeforeDeadline(g: GivenUp, successor: string): Promise<ReleaseResult | 'deadline'> {
+    const token = g.lease.token;
     let failure: LockUnavailableError | null = null;
     // A stop cuts the retries short, not the first try: a switchover that stop() overtakes while the
     // work ends still hands over (stop has no lease left to release then).
-    const mayStillSend = (): boolean => (failure === null || !this.stopped) && clock.now() < held.validUntil - timing.renewRetryMs && !suspended();
+    const mayTry = (): boolean => (failure === null || !this.stopped) && this.mayStillSend(g);
     for (;;) {
-      // Judged right before each send: a timer may fire late (a busy loop, a pause).
-      if (!mayStillSend()) {
+      if (!mayTry()) {
         if (failure) throw failure;
         return 'deadline';
       }
-      if (failure) this.opts.log.info({ successor, token: held.lease.token }, 'switchover: trying the handoff again');
+      if (failure) this.opts.log.info({ successor, token }, 'switchover: trying the handoff again');
       try {
-        const r = await this.opts.lock.handOver(held.lease, successor);
+        const r = await this.opts.lock.handOver(g.lease, successor);
         if (r.kind !== 'released' && failure?.reason === 'timeout') {
           this.opts.log.info(
-            { successor, token: held.lease.token },
+            { successor, token },
             'switchover: the record is no longer ours; the earlier try that timed out may have handed it over (grinder list shows who leads)',
           );
         }
@@ -251,8 +266,8 @@ export class LeaderElector implements HaStatusSource {
         if (!(err instanceof LockUnavailableError)) throw err;
         failure = err;
         do {
-          await this.sleepUnlessStopped(timing.renewRetryMs);
-        } while (!this.opts.lock.isConnected() && mayStillSend());
+          await this.sleepUnlessStopped(this.opts.timing.renewRetryMs);
+        } while (!this.opts.lock.isConnected() && mayTry());
       }
     }
   }
@@ -321,7 +336,7 @@ export class LeaderElector implements HaStatusSource {
         lock.release(effect.lease).catch(() => undefined);
         return;
       case 'release_after_work':
-        this.releaseOnceWorkEnded(effect.lease);
+        this.releaseOnceWorkEnded(this.givenUp(effect.held));
         return;
       case 'abandon':
         lock.abandon().catch(() => undefined);
@@ -521,13 +536,17 @@ export class LeaderElector implements HaStatusSource {
   }
 
   /** Hands the key back so a rightful leader is not kept waiting for our expiry, once the work has ended. */
-  private releaseOnceWorkEnded(lease: Lease): void {
-    this.releaseAfterWork = lease;
+  private releaseOnceWorkEnded(g: GivenUp): void {
+    this.releaseAfterWork = g;
     void this.workEnded().then(() => {
       // Stopping meanwhile: stop() releases it (or not, if the work outlasts its grace).
-      if (this.stopped || this.releaseAfterWork !== lease) return;
+      if (this.stopped || this.releaseAfterWork !== g) return;
       this.releaseAfterWork = null;
-      this.opts.lock.release(lease).catch(() => undefined);
+      if (!this.mayStillSend(g)) {
+        this.opts.log.warn({ token: g.lease.token }, 'the lease deadline came before the leader work ended; the lease is not released and runs out by itself');
+        return;
+      }
+      this.opts.lock.release(g.lease).catch(() => undefined);
     });
   }
 
@@ -570,6 +589,14 @@ export class LeaderElector implements HaStatusSource {
     this[which] = null;
     if (which === 'tickTimer') this.tickDueAt = null;
   }
+}
+
+/** A lease this replica stepped down from, still to be released or handed over, and when it stepped down. */
+interface GivenUp {
+  readonly lease: Lease;
+  readonly validUntil: number;
+  readonly mono: number;
+  readonly wall: number;
 }
 
 /**

@@ -741,6 +741,27 @@ describe('LeaderElector keeping the lease held while the leader work ends', () =
     assert.equal(b.elector.currentRole(), 'active');
   });
 
+  it('a release whose work ends after the lease deadline is not sent (resign, stop): the lease runs out by itself', async () => {
+    for (const how of ['resign', 'stop'] as const) {
+      const { sim, a, stubborn } = await stubbornLeaderAndStandby();
+      const lastOk = sim.time.now() - 3;
+      if (how === 'resign') a.contexts[0]?.resign('test');
+      else void a.elector.stop(10 * TTL);
+      // The work ends after the deadline of the lease it held, before anyone took over.
+      await sim.time.advance(lastOk + timing.leaseValidityMs + 5 - sim.time.now());
+      assert.deepEqual(roles(sim), ['standby', 'standby'], `${how}: nobody took over yet`);
+      // Had a restore brought the record back as a's by now, a late release would free it.
+      stubborn.finish();
+      await sim.time.advanceChecking(TTL, 1, () => assertAtMostOneActive(sim));
+      assert.equal(a.lock.calls.filter((c) => c === 'release').length, 0, `${how}: no release after the deadline`);
+      assert.deepEqual(
+        roles(sim).filter((r) => r === 'active'),
+        ['active'],
+        `${how}: a leader again once the lease ran out`,
+      );
+    }
+  });
+
   it('does not poll Redis in a tight loop while its work ends (resign, deadline, switchover, and a work that never ends)', async () => {
     for (const how of ['resign', 'deadline', 'switchover'] as const) {
       const stubborn = stubbornWork();

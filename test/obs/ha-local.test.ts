@@ -61,7 +61,20 @@ test('ha-local starts Redis and both replicas, reports who is ACTIVE, follows a 
   // The runbook's checks: exactly one ACTIVE, the other STANDBY, with the runbook's exact bodies.
   const standbyPort = ports.find((p) => p !== activePort) as number;
   assert.deepEqual(await readyz(activePort), { status: 200, body: '{"ready": true, "role": "active"}' });
-  assert.deepEqual(await readyz(standbyPort), { status: 503, body: '{"ready": false, "role": "standby"}' });
+  // The other replica may not have had its first answer from Redis yet on a busy machine (role
+  // "unknown" until then); it must settle on STANDBY, never ACTIVE.
+  const answers: string[] = [];
+  const standby = await waitFor(
+    'the other replica to answer as STANDBY',
+    async () => {
+      const r = await readyz(standbyPort);
+      answers.push(r.body);
+      return r.body.includes('"unknown"') ? undefined : r;
+    },
+    5_000,
+    20,
+  );
+  assert.deepEqual(standby, { status: 503, body: '{"ready": false, "role": "standby"}' }, `answers: ${answers.join(' ')}`);
 
   // Crash the ACTIVE replica from the script's prompt: the other one takes over and it says so.
   const n = activeId.endsWith('1') ? 1 : 2;

@@ -133,9 +133,12 @@ import { EMPTY_WATCH, eligibleAt, eligibleVer, sawVersion, wasReplaced, type Ver
  *
  * Host suspend. On Linux CLOCK_MONOTONIC stands still while the host is suspended, so a suspended
  * holder would see too little time pass. Every time the deadline is judged, the holder compares
- * how far its wall clock and its monotonic clock moved since the last time; more wall time than
- * the safety margin allows means a suspend, and it steps down at once (a wall-clock step forward
- * looks the same and costs one needless step-down). A suspended standby only waits longer.
+ * how far its wall clock and its monotonic clock moved since the last time (the first time: since
+ * it sent the acquire that won the lease, so a suspend while that acquire was out counts too, and
+ * such an answer is handed back at once); more wall time than the safety margin allows means a
+ * suspend, and it steps down at once (a wall-clock step forward looks the same and costs one
+ * needless step-down). A release or handoff after a step-down is judged the same way (above). A
+ * suspended standby only waits longer.
  *
  * Assumptions. (1) The clocks of the replicas' hosts run at rates within 1% of each other (steps
  * of any clock do not matter: every duration is measured on one host's monotonic clock; but a
@@ -269,6 +272,8 @@ export interface EventStep extends Step {
 export interface AcquireSent {
   readonly request: AcquireRequest;
   readonly sentAt: number;
+  /** The wall clock at the send: a host suspend while the request was out shows against sentAt. */
+  readonly sentWall: number;
   readonly breaksAtSend: number;
 }
 
@@ -384,9 +389,10 @@ class Decision {
     if (from !== to) this.emit({ kind: 'role', from, to, reason, token: this.memory.lastToken, ended: null });
   }
 
-  lead(held: HeldLease, reason: string): void {
+  /** `since`: when the lease's validity started counting, on both clocks (the acquire's send). */
+  lead(held: HeldLease, reason: string, since: ClockCheck): void {
     const from = roleOf(this.state);
-    this.state = { kind: 'leading', memory: this.memory, held, lastClockCheck: null };
+    this.state = { kind: 'leading', memory: this.memory, held, lastClockCheck: since };
     this.emit({ kind: 'arm_deadline', at: held.validUntil });
     this.emit({ kind: 'role', from, to: 'active', reason, token: held.lease.token, ended: null });
     this.emit({ kind: 'start_work', held });
@@ -475,6 +481,7 @@ export function planAcquire(rules: ElectionRules, state: ElectionState, now: Now
       fresh: mayLead && m.breaks === 0 && !m.sawRecord && m.floor === 0,
     },
     sentAt: now.mono,
+    sentWall: now.wall,
     breaksAtSend: m.breaks,
   };
 }
@@ -512,15 +519,23 @@ export function acquireAnswered(rules: ElectionRules, state: ElectionState, sent
       d.wroteSince(sent.breaksAtSend);
       const validUntil = sentAt + timing.leaseValidityMs;
       d.learnToken(result.lease.token);
-      if (receivedAt >= validUntil) {
+      // A host suspend while the request was out stops the monotonic clock, not the wall clock.
+      const suspendedMs = now.wall - sent.sentWall - (receivedAt - sentAt);
+      if (receivedAt >= validUntil || suspendedMs > timing.safetyMarginMs) {
         // The answer came back after the lease it granted would already be over: hand it back.
         d.emit({ kind: 'release', lease: result.lease });
-        d.setRole('standby', 'acquire answered too late to use');
+        d.setRole(
+          'standby',
+          receivedAt >= validUntil ? 'acquire answered too late to use' : `acquire answered after a host suspend (${Math.round(suspendedMs)} ms)`,
+        );
         return tick(0);
       }
       d.remember({ seen: null, lastToken: result.lease.token, lastRenewOkAt: sentAt });
       d.saw(result.lease.ver, sentAt, 0);
-      d.lead({ lease: result.lease, validUntil, acquiredAt: sentAt }, `acquired the lock with fencing token ${result.lease.token}`);
+      d.lead({ lease: result.lease, validUntil, acquiredAt: sentAt }, `acquired the lock with fencing token ${result.lease.token}`, {
+        mono: sentAt,
+        wall: sent.sentWall,
+      });
       return tick(Math.max(0, sentAt + timing.renewIntervalMs - receivedAt));
     }
     case 'observed': {

@@ -79,6 +79,8 @@ export class LeaderElector implements HaStatusSource {
   private workSignal: { token: number; controller: AbortController } | null = null;
   /** A planned switchover is handing our lease to a successor: nothing else may free it meanwhile. */
   private handingOver = false;
+  /** Resolves when the switchover in progress has sent its handoff or given up; stop() waits for it before closing. */
+  private handoffSettled: Promise<void> = Promise.resolve();
   /** Wakes every sleepUnlessStopped() in progress (stop). */
   private readonly sleepers = new Set<() => void>();
   /** A lease we resigned that is to be released once the leader work has ended. */
@@ -145,6 +147,8 @@ export class LeaderElector implements HaStatusSource {
     for (const wake of this.sleepers) wake();
     this.sleepers.clear();
     await this.ticking;
+    // A suspend just before it: the lease may be over already, and then there is nothing to release.
+    this.enforceDeadline();
     const { held } = this.commit(steppedDown(this.rules, this.state, 'shutting down', 'replica is shutting down'));
     const givenUp = held ? this.givenUp(held) : null;
     const ended = await this.workEndedWithin(workGraceMs);
@@ -158,7 +162,10 @@ export class LeaderElector implements HaStatusSource {
         'the leader work did not end within the stop grace; the lease is not released and runs out by itself (the next replica takes over one TTL after the last renewal)',
       );
     } else if (pending && toRelease && !this.mayStillSend(pending)) {
-      this.opts.log.warn({ token: toRelease.token }, 'the lease deadline came before the leader work ended; the lease is not released and runs out by itself');
+      this.opts.log.warn(
+        { token: toRelease.token },
+        'the leader work ended too close to the lease deadline (or after it, or after a host suspend); the lease is not released and runs out by itself',
+      );
     } else if (toRelease) {
       try {
         const r = await this.opts.lock.release(toRelease);
@@ -170,6 +177,9 @@ export class LeaderElector implements HaStatusSource {
         );
       }
     }
+    // A switchover that this stop overtook sends its handoff once the work has ended (its retries,
+    // not its first try, are cut short): closing the connection first would lose it.
+    await this.handoffSettled;
     await this.opts.lock.close();
   }
 
@@ -184,6 +194,8 @@ export class LeaderElector implements HaStatusSource {
     if (this.state.kind !== 'leading' || this.handingOver) return 'not_leader';
     if (successor === this.opts.instanceId) return 'not_leader';
     this.handingOver = true;
+    let settled = (): void => undefined;
+    this.handoffSettled = new Promise<void>((resolve) => (settled = resolve));
     try {
       const { held } = this.commit(steppedDown(this.rules, this.state, `switchover to ${successor}`));
       if (!held) return 'not_leader';
@@ -199,7 +211,7 @@ export class LeaderElector implements HaStatusSource {
       if (r === 'deadline') {
         this.opts.log.warn(
           { successor, token: held.lease.token },
-          'switchover: the lease deadline came before the handoff could be sent; nothing handed over, the lease runs out by itself',
+          'switchover: too close to the lease deadline (or after it, or after a host suspend) to send the handoff; nothing handed over, the lease runs out by itself',
         );
         return 'lost';
       }
@@ -215,6 +227,7 @@ export class LeaderElector implements HaStatusSource {
       return 'lost';
     } finally {
       this.handingOver = false;
+      settled();
     }
   }
 
@@ -462,8 +475,11 @@ export class LeaderElector implements HaStatusSource {
       return this.commit(acquireFailed(this.rules, this.state, sent, timedOut(err))).delayMs;
     }
     if (this.stopped) {
-      // Shutting down while the acquire was in flight: do not lead, hand it back.
-      if (result.kind === 'acquired') await lock.release(result.lease).catch(() => undefined);
+      // Shutting down while the acquire was in flight: do not lead, hand it back (by the rule for
+      // any lease given up, its validity counted from the send).
+      if (result.kind !== 'acquired') return 0;
+      const g: GivenUp = { lease: result.lease, validUntil: sent.sentAt + this.opts.timing.leaseValidityMs, mono: sent.sentAt, wall: sent.sentWall };
+      if (this.mayStillSend(g)) await lock.release(result.lease).catch(() => undefined);
       return 0;
     }
     return this.commit(acquireAnswered(this.rules, this.state, sent, result, this.moment())).delayMs;
@@ -532,6 +548,8 @@ export class LeaderElector implements HaStatusSource {
   }
 
   private resign(token: number, reason: string): void {
+    // A suspend just before it: the lease may be over already, and then there is nothing to release.
+    this.enforceDeadline();
     this.commitEvent(resigned(this.rules, this.state, token, reason, this.moment()));
   }
 
@@ -543,7 +561,10 @@ export class LeaderElector implements HaStatusSource {
       if (this.stopped || this.releaseAfterWork !== g) return;
       this.releaseAfterWork = null;
       if (!this.mayStillSend(g)) {
-        this.opts.log.warn({ token: g.lease.token }, 'the lease deadline came before the leader work ended; the lease is not released and runs out by itself');
+        this.opts.log.warn(
+          { token: g.lease.token },
+          'the leader work ended too close to the lease deadline (or after it, or after a host suspend); the lease is not released and runs out by itself',
+        );
         return;
       }
       this.opts.lock.release(g.lease).catch(() => undefined);

@@ -45,8 +45,8 @@ export interface ElectorOptions {
   /**
    * How long stop() waits for the leader work to end after its signal fired, 0 to 3600000 ms.
    * Work that ends within it: the lease is released and the next replica takes over at once. Work
-   * still running then, or ending after the lease deadline: the lease is not released and runs out
-   * one TTL after the last renewal.
+   * still running then, or ending within a quarter renew interval of the lease deadline or later,
+   * or after a host suspend: the lease is not released and runs out one TTL after the last renewal.
    * Default 2000.
    */
   stopGraceMs?: number;

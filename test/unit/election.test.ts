@@ -56,7 +56,7 @@ function observed(over: Partial<RecordView>, newest = 50): AcquireResult {
 }
 
 function sentAcquire(sentAt: number, expectedVer: string | null = null, over: Partial<AcquireSent> = {}): AcquireSent {
-  return { request: { expectedVer, floor: 0, barrierMs: TTL, fresh: false }, sentAt, breaksAtSend: 0, ...over };
+  return { request: { expectedVer, floor: 0, barrierMs: TTL, fresh: false }, sentAt, sentWall: at(sentAt).wall, breaksAtSend: 0, ...over };
 }
 
 /** The effect kinds in order, with the role changes spelt out: what the loop will do. */
@@ -143,6 +143,36 @@ describe('election decision: acquire replies', () => {
       delayMs: 0,
       effects: ['release'],
       check: (s) => assert.equal(s.memory.floor, 7, 'the token is learned even when not used'),
+    },
+    {
+      name: 'acquired, but the host was suspended while the request was out (wall moved on, monotonic did not): hands it back at once',
+      state: standby(),
+      decide: (s) =>
+        acquireAnswered(
+          rules,
+          s,
+          sentAcquire(100, 'r0'),
+          { kind: 'acquired', lease: { token: 7, ver: 'a7' } },
+          at(140, { wall: at(140).wall + timing.safetyMarginMs + 1 }),
+        ),
+      kind: 'standby',
+      delayMs: 0,
+      effects: ['release'],
+    },
+    {
+      name: 'acquired with the clocks agreeing up to the margin: leads, and its first deadline check measures from the send',
+      state: standby(),
+      decide: (s) =>
+        acquireAnswered(
+          rules,
+          s,
+          sentAcquire(100, 'r0'),
+          { kind: 'acquired', lease: { token: 7, ver: 'a7' } },
+          at(140, { wall: at(140).wall + timing.safetyMarginMs }),
+        ),
+      kind: 'leading',
+      effects: ['deadline 1065', 'role standby→active', 'start_work'],
+      check: (s) => assert.deepEqual(s.kind === 'leading' && s.lastClockCheck, { mono: 100, wall: at(100).wall }),
     },
     {
       name: 'held by another: waits one TTL from the arrival of the reply, looking at least every renew interval',

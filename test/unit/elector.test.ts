@@ -762,6 +762,17 @@ describe('LeaderElector keeping the lease held while the leader work ends', () =
     }
   });
 
+  it('a resign() or stop() right after a host suspend releases nothing: the lease may be over already', async () => {
+    for (const how of ['resign', 'stop'] as const) {
+      const { sim, a } = await leaderAndStandby();
+      a.clock.wallOffsetMs += 5 * TTL; // the host slept; its monotonic clock did not move
+      if (how === 'resign') a.contexts[0]?.resign('test');
+      else void a.elector.stop();
+      await sim.time.advanceChecking(RENEW, 1, () => assertAtMostOneActive(sim));
+      assert.equal(a.lock.calls.filter((c) => c === 'release').length, 0, `${how}: no release`);
+    }
+  });
+
   it('does not poll Redis in a tight loop while its work ends (resign, deadline, switchover, and a work that never ends)', async () => {
     for (const how of ['resign', 'deadline', 'switchover'] as const) {
       const stubborn = stubbornWork();
@@ -954,11 +965,13 @@ describe('LeaderElector planned switchover', () => {
     let result: string | null = null;
     void a.elector.handOver('r1').then((r) => (result = r));
     await sim.time.advance(10);
-    void a.elector.stop();
+    let resultWhenStopped: string | null = 'stop() has not returned';
+    void a.elector.stop().then(() => (resultWhenStopped = result));
     await sim.time.advanceChecking(10, 1, () => assert.equal(b.elector.currentRole(), 'standby'));
     stubborn.finish();
     await sim.time.advanceChecking(5, 1, () => assertAtMostOneActive(sim));
     assert.equal(result, 'handed_over');
+    assert.equal(resultWhenStopped, 'handed_over', 'stop() closed the connection only after the handoff was done');
     assert.equal(b.elector.currentRole(), 'active', 'the successor led at once');
   });
 

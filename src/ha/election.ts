@@ -123,7 +123,9 @@ import { EMPTY_WATCH, eligibleAt, eligibleVer, sawVersion, wasReplaced, type Ver
  * on both clocks; later, the lease runs out by itself. A record that a restore brings back after
  * another replica led may name the old holder again, and a late release would free it (a standby
  * then takes it at once) and a late handoff pass it on, while that other leader has not yet
- * noticed.
+ * noticed. One exception: an acquire answered too late (or after a suspend) is handed back at
+ * once, in the same turn that reads the answer, so no restore and reconnect can come in between,
+ * and its compare-and-set touches only the record that acquire wrote.
  *
  * What it does NOT guarantee. A leader's side effects can still land after its lease ended: a
  * request it sent before a pause can arrive later, and code that does not check the signal keeps
@@ -642,6 +644,9 @@ export function renewAnswered(rules: ElectionRules, state: ElectionState, sent: 
       d.saw(result.lease.ver, sentAt, 0);
       if (sentAt - held.acquiredAt >= timing.ttlMs) d.remember({ resignStreak: 0 });
       d.extend(result.lease, sentAt + timing.leaseValidityMs);
+      // A host suspend while the renewal was out: step down now, not at the next question.
+      d.judgeDeadline(now.mono, now.wall);
+      if (d.current.kind !== 'leading') return { ...d.done(), delayMs: 0 };
       return { ...d.done(), delayMs: Math.max(0, sentAt + timing.renewIntervalMs - now.mono) };
     }
     case 'lost':

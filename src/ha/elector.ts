@@ -179,7 +179,9 @@ export class LeaderElector implements HaStatusSource {
     }
     // A switchover that this stop overtook sends its handoff once the work has ended (its retries,
     // not its first try, are cut short): closing the connection first would lose it.
-    await this.handoffSettled;
+    // Only once the work has ended: a switchover still waiting for work that ignores its signal
+    // would otherwise hold the stop past its grace, up to the lease deadline.
+    if (ended) await this.handoffSettled;
     await this.opts.lock.close();
   }
 

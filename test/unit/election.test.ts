@@ -385,6 +385,14 @@ describe('election decision: renewals', () => {
       check: (s) => assert.equal(s.kind === 'leading' && s.held.lease.ver, 'n7'),
     },
     {
+      name: 'renewed, but the host was suspended while the renewal was out: steps down at once',
+      state: { ...held, lastClockCheck: { mono: 300, wall: at(300).wall } },
+      decide: (s) => renewAnswered(rules, s, sent(s, 300), renewed, at(320, { wall: at(320).wall + timing.safetyMarginMs + 1 })),
+      kind: 'standby',
+      delayMs: 0,
+      effects: [`deadline ${300 + VALID}`, 'deadline none', 'abort_work', 'role active→standby'],
+    },
+    {
       name: 'renewed, but the answer came after the old deadline: steps down, the work is told',
       state: held,
       decide: (s) => renewAnswered(rules, s, sent(s, 300), renewed, at(VALID)),

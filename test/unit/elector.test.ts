@@ -975,6 +975,30 @@ describe('LeaderElector planned switchover', () => {
     assert.equal(b.elector.currentRole(), 'active', 'the successor led at once');
   });
 
+  it('stop() during a switchover whose work ignores its signal returns after its grace, not at the lease deadline', async () => {
+    const { sim, a } = await stubbornLeaderAndStandby();
+    void a.elector.handOver('r1');
+    await sim.time.advance(1);
+    let stopped = false;
+    void a.elector.stop(50).then(() => (stopped = true));
+    await sim.time.advance(60);
+    assert.ok(stopped, 'stop() kept to its 50 ms grace');
+  });
+
+  it('an acquire that comes back while stopping, after the lease it granted would be over, is not released', async () => {
+    const { sim, a, b } = await leaderAndStandby();
+    b.lock.latencyMs = TTL; // applied in Redis at once, answered one TTL later
+    b.lock.applyAtSend = true;
+    void a.elector.stop(); // releases: b acquires at once, its answer on the way
+    await sim.time.advance(5);
+    assert.equal(sim.store.record()?.instance, 'r1', 'b took the lease in Redis');
+    let stopped = false;
+    void b.elector.stop().then(() => (stopped = true));
+    await sim.time.advance(TTL + 10);
+    assert.ok(stopped);
+    assert.equal(b.lock.calls.filter((c) => c === 'release').length, 0, 'no release after the lease it granted would be over');
+  });
+
   it('stop() during a handoff that waits for Redis ends the wait at once', async () => {
     const { sim, a } = await leaderAndStandby();
     a.lock.mode = 'down';

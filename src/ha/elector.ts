@@ -161,9 +161,9 @@ export class LeaderElector implements HaStatusSource {
         { token: toRelease.token, grace_ms: workGraceMs },
         'the leader work did not end within the stop grace; the lease is not released and runs out by itself (the next replica takes over one TTL after the last renewal)',
       );
-    } else if (pending && toRelease && !this.mayStillSend(pending)) {
+    } else if (pending && !this.mayStillSend(pending)) {
       this.opts.log.warn(
-        { token: toRelease.token },
+        { token: pending.lease.token },
         'the leader work ended too close to the lease deadline (or after it, or after a host suspend); the lease is not released and runs out by itself',
       );
     } else if (toRelease) {
@@ -178,9 +178,8 @@ export class LeaderElector implements HaStatusSource {
       }
     }
     // A switchover that this stop overtook sends its handoff once the work has ended (its retries,
-    // not its first try, are cut short): closing the connection first would lose it.
-    // Only once the work has ended: a switchover still waiting for work that ignores its signal
-    // would otherwise hold the stop past its grace, up to the lease deadline.
+    // not its first try, are cut short): closing the connection first would lose it. Not while the
+    // work still runs: that wait could last until the lease deadline, past the stop's grace.
     if (ended) await this.handoffSettled;
     await this.opts.lock.close();
   }

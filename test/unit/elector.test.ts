@@ -552,6 +552,13 @@ function waitAbort(ctx: LeaderContext): Promise<void> {
 }
 
 /** r0 leads with work that ignores its signal until told to finish; r1 stands by. */
+/** Starts a switchover from `r` to `to`; the function returned reads its result once settled (null until then). */
+function handOverTracked(r: SimReplica, to: string): () => string | null {
+  let result: string | null = null;
+  void r.elector.handOver(to).then((x) => (result = x));
+  return () => result;
+}
+
 async function stubbornLeaderAndStandby(): Promise<{ sim: Sim; a: SimReplica; b: SimReplica; stubborn: ReturnType<typeof stubbornWork> }> {
   const stubborn = stubbornWork();
   const sim = simulate(2, { work: (ctx, id) => (id === 'r0' ? stubborn.work() : waitAbort(ctx)) });
@@ -902,10 +909,9 @@ describe('LeaderElector planned switchover', () => {
     const { sim, a, b } = await leaderAndStandby();
     const lastOk = sim.time.now() - 2;
     a.lock.mode = 'down';
-    let result: string | null = null;
-    void a.elector.handOver('r1').then((r) => (result = r));
+    const result = handOverTracked(a, 'r1');
     await sim.time.advanceChecking(timing.leaseValidityMs, 1, () => assertAtMostOneActive(sim));
-    assert.equal(result, 'lost', 'given up by the deadline');
+    assert.equal(result(), 'lost', 'given up by the deadline');
     const triesAtDeadline = a.lock.calls.filter((c) => c === 'release').length;
     assert.equal(triesAtDeadline, 1, 'no call while Redis is away: it waits for the connection');
     a.lock.mode = 'ok';
@@ -921,8 +927,7 @@ describe('LeaderElector planned switchover', () => {
     const { sim, a, b } = await leaderAndStandby();
     const lastOk = sim.time.now() - 2;
     a.lock.mode = 'down';
-    let result: string | null = null;
-    void a.elector.handOver('r1').then((r) => (result = r));
+    const result = handOverTracked(a, 'r1');
     await sim.time.advance(1);
     a.clock.paused = true; // SIGSTOP in the middle of its wait for Redis
     await sim.time.advanceChecking(TTL + RENEW, 1, () => assertAtMostOneActive(sim));
@@ -942,7 +947,7 @@ describe('LeaderElector planned switchover', () => {
     });
     a.clock.paused = false;
     await sim.time.advanceChecking(2 * timing.renewRetryMs, 1, () => assertAtMostOneActive(sim));
-    assert.equal(result, 'lost');
+    assert.equal(result(), 'lost');
     assert.equal(a.lock.calls.filter((c) => c === 'release').length, 1, `only the first try, sent at ${lastOk + 2}, before the deadline`);
     assert.equal(sim.store.record()?.state, 'held', 'the restored record is left as it is');
   });
@@ -950,27 +955,25 @@ describe('LeaderElector planned switchover', () => {
   it('a host suspend during the wait for Redis (wall time moved on, monotonic did not): no handoff is sent', async () => {
     const { sim, a } = await leaderAndStandby();
     a.lock.mode = 'down';
-    let result: string | null = null;
-    void a.elector.handOver('r1').then((r) => (result = r));
+    const result = handOverTracked(a, 'r1');
     await sim.time.advance(1);
     a.clock.wallOffsetMs += 5 * TTL; // suspended for five TTLs: its deadline passed unseen
     a.lock.mode = 'ok';
     await sim.time.advanceChecking(2 * timing.renewRetryMs, 1, () => assertAtMostOneActive(sim));
-    assert.equal(result, 'lost');
+    assert.equal(result(), 'lost');
     assert.equal(a.lock.calls.filter((c) => c === 'release').length, 1, 'only the first try, before the suspend');
   });
 
   it('stop() that overtakes a switchover while the work ends: the handoff still goes out once the work has ended', async () => {
     const { sim, a, b, stubborn } = await stubbornLeaderAndStandby();
-    let result: string | null = null;
-    void a.elector.handOver('r1').then((r) => (result = r));
+    const result = handOverTracked(a, 'r1');
     await sim.time.advance(10);
     let resultWhenStopped: string | null = 'stop() has not returned';
-    void a.elector.stop().then(() => (resultWhenStopped = result));
+    void a.elector.stop().then(() => (resultWhenStopped = result()));
     await sim.time.advanceChecking(10, 1, () => assert.equal(b.elector.currentRole(), 'standby'));
     stubborn.finish();
     await sim.time.advanceChecking(5, 1, () => assertAtMostOneActive(sim));
-    assert.equal(result, 'handed_over');
+    assert.equal(result(), 'handed_over');
     assert.equal(resultWhenStopped, 'handed_over', 'stop() closed the connection only after the handoff was done');
     assert.equal(b.elector.currentRole(), 'active', 'the successor led at once');
   });
@@ -1002,13 +1005,12 @@ describe('LeaderElector planned switchover', () => {
   it('stop() during a handoff that waits for Redis ends the wait at once', async () => {
     const { sim, a } = await leaderAndStandby();
     a.lock.mode = 'down';
-    let result: string | null = null;
-    void a.elector.handOver('r1').then((r) => (result = r));
+    const result = handOverTracked(a, 'r1');
     await sim.time.advance(1);
     let stopped = false;
     void a.elector.stop().then(() => (stopped = true));
     await sim.time.advance(1);
-    assert.equal(result, 'lost');
+    assert.equal(result(), 'lost');
     assert.ok(stopped, 'stop() returned without waiting out the retry interval');
     assert.equal(a.lock.calls.filter((c) => c === 'release').length, 1);
   });
